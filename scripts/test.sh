@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests and integration tests against real peers (baresip, sipp).
+# Installs what it needs on a fresh Debian machine with Rust: the peers from Debian's packages;
+# Python test tools (later issues) go into .venv inside the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v baresip >/dev/null || need+=(baresip)
+command -v sipp >/dev/null || need+=(sip-tester)
+command -v sox >/dev/null || need+=(sox)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing test peers: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Two cores: integration tests each start a gateway and phones; run a few at a time.
+export RUST_BACKTRACE=1
+cargo test --locked -- --test-threads="${WHATSIP_TEST_THREADS:-3}" "$@"

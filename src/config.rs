@@ -1,0 +1,576 @@
+//! Settings: one typed struct, loaded once, validated before anything starts.
+//!
+//! Sources, later ones winning: the embedded defaults (serde defaults below), the TOML file given
+//! with `--config`, then `WHATSIP_*` environment variables (`WHATSIP_SIP__LISTEN_UDP=...`: a double
+//! underscore separates nesting levels). Every bad value is reported as a [`Problem`] carrying the
+//! key, the value and the reason, so the binary can print all of them and exit with status 2.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Everything whatsip can be told. `whatsip.example.toml` documents every key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where the store (registrations, later calls and recordings) lives.
+    pub data_dir: PathBuf,
+    pub log: LogSettings,
+    pub sip: SipSettings,
+    pub rtp: RtpSettings,
+    pub api: ApiSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing env-filter, e.g. `info` or `info,whatsip::sip=debug`. `RUST_LOG` wins when set.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipSettings {
+    /// UDP listen address; empty string disables UDP.
+    pub listen_udp: String,
+    /// TCP listen address; empty string disables TCP.
+    pub listen_tcp: String,
+    /// TLS listen address; empty disables TLS. Needs `tls_cert` and `tls_key`.
+    pub listen_tls: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Host part of our URIs (From of calls we place, registrar domain).
+    pub domain: String,
+    /// Digest realm presented to phones.
+    pub realm: String,
+    pub user_agent: String,
+    /// Digest algorithms offered in challenges, strongest first ("SHA-256", "MD5").
+    pub auth_algorithms: Vec<String>,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    /// Failed authentications from one source address within `auth_window_seconds` before it is
+    /// refused for `auth_block_seconds`.
+    pub auth_max_failures: u32,
+    pub auth_window_seconds: u32,
+    pub auth_block_seconds: u32,
+    /// How long a phone may ring before the leg is cancelled.
+    pub ring_timeout_seconds: u32,
+    /// Caller id shown on phones for calls placed by `whatsip ring`.
+    pub test_caller: String,
+    pub users: Vec<UserSettings>,
+    pub trunks: Vec<TrunkSettings>,
+}
+
+/// A phone (or a PBX acting as one) that registers to whatsip.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSettings {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// An existing PBX we send calls to (and, optionally, take calls from).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSettings {
+    pub name: String,
+    /// `host:port` of the PBX.
+    pub address: String,
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+    /// Digest credentials for our INVITEs and REGISTERs, when the PBX challenges.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Register whatsip to the PBX as `username`.
+    #[serde(default)]
+    pub register: bool,
+    #[serde(default = "default_trunk_expires")]
+    pub register_expires: u32,
+    /// Accept INVITEs from this PBX (calls that will go out to WhatsApp).
+    #[serde(default)]
+    pub accept_inbound: bool,
+    /// Source addresses trusted for inbound INVITEs without a challenge.
+    #[serde(default)]
+    pub inbound_sources: Vec<String>,
+    /// Credentials the PBX must present (digest) when it is not a trusted source.
+    #[serde(default)]
+    pub inbound_username: Option<String>,
+    #[serde(default)]
+    pub inbound_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+fn default_transport() -> Transport {
+    Transport::Udp
+}
+
+fn default_trunk_expires() -> u32 {
+    600
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtpSettings {
+    /// Address RTP sockets bind to.
+    pub bind: String,
+    /// Address written into SDP; defaults to `bind` when empty.
+    pub public_address: String,
+    pub port_min: u16,
+    pub port_max: u16,
+    /// Seconds without a received packet before a leg reports a media timeout.
+    pub media_timeout_seconds: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Admin API; keep it on loopback (or behind a proxy that adds TLS).
+    pub listen: String,
+    /// Bearer token for the admin API. Empty: one is generated into `<data_dir>/api.token`.
+    pub token: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./data"),
+            log: LogSettings::default(),
+            sip: SipSettings::default(),
+            rtp: RtpSettings::default(),
+            api: ApiSettings::default(),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { filter: "info".into(), format: LogFormat::Text }
+    }
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        SipSettings {
+            listen_udp: "127.0.0.1:5060".into(),
+            listen_tcp: "127.0.0.1:5060".into(),
+            listen_tls: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            domain: "127.0.0.1".into(),
+            realm: "whatsip".into(),
+            user_agent: concat!("whatsip/", env!("CARGO_PKG_VERSION")).into(),
+            auth_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            auth_max_failures: 5,
+            auth_window_seconds: 60,
+            auth_block_seconds: 300,
+            ring_timeout_seconds: 30,
+            test_caller: "whatsip".into(),
+            users: Vec::new(),
+            trunks: Vec::new(),
+        }
+    }
+}
+
+impl Default for RtpSettings {
+    fn default() -> Self {
+        RtpSettings {
+            bind: "127.0.0.1".into(),
+            public_address: String::new(),
+            port_min: 20000,
+            port_max: 20999,
+            media_timeout_seconds: 30,
+        }
+    }
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { listen: "127.0.0.1:8088".into(), token: String::new() }
+    }
+}
+
+/// One bad value: which key, what it was, why it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {:?}: {}", self.key, self.value, self.reason)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(String),
+    #[error("{}", .0.iter().map(|p| format!("invalid setting {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl Settings {
+    /// Defaults, then `file` (if any), then `WHATSIP_*` variables; then [`Settings::validate`].
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`] with the environment given, so tests need not touch the process's.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(
+            config::Config::try_from(&Settings::default())
+                .map_err(|e| ConfigError::Load(e.to_string()))?,
+        );
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Load(format!("{}: no such file", path.display())));
+            }
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        let env: config::Map<String, String> =
+            env.into_iter().filter(|(k, _)| k.starts_with("WHATSIP_")).collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("WHATSIP")
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("sip.auth_algorithms")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Load(describe_config_error(file, e)))?;
+        settings.validate().map_err(ConfigError::Invalid)?;
+        Ok(settings)
+    }
+
+    /// Every value checked once, all problems reported together.
+    pub fn validate(&self) -> Result<(), Vec<Problem>> {
+        let mut v = Validator::default();
+        let s = &self.sip;
+
+        v.optional_addr("sip.listen_udp", &s.listen_udp);
+        v.optional_addr("sip.listen_tcp", &s.listen_tcp);
+        v.optional_addr("sip.listen_tls", &s.listen_tls);
+        if s.listen_udp.is_empty() && s.listen_tcp.is_empty() && s.listen_tls.is_empty() {
+            v.fail("sip.listen_udp", "", "at least one of listen_udp, listen_tcp, listen_tls is needed");
+        }
+        if !s.listen_tls.is_empty() {
+            v.readable_file("sip.tls_cert", &s.tls_cert);
+            v.readable_file("sip.tls_key", &s.tls_key);
+        }
+        v.token("sip.domain", &s.domain);
+        v.token("sip.realm", &s.realm);
+        if s.auth_algorithms.is_empty() {
+            v.fail("sip.auth_algorithms", "[]", "name at least one of SHA-256, MD5");
+        }
+        for (i, alg) in s.auth_algorithms.iter().enumerate() {
+            if crate::sip::digest::Algorithm::from_name(alg).is_none() {
+                v.fail(&format!("sip.auth_algorithms[{i}]"), alg, "supported: SHA-256, MD5");
+            }
+        }
+        v.range("sip.min_expires", s.min_expires, 1, 86_400);
+        v.range("sip.max_expires", s.max_expires, s.min_expires.max(1), 86_400);
+        v.range("sip.default_expires", s.default_expires, s.min_expires, s.max_expires.max(s.min_expires));
+        v.range("sip.auth_max_failures", s.auth_max_failures, 1, 10_000);
+        v.range("sip.auth_window_seconds", s.auth_window_seconds, 1, 86_400);
+        v.range("sip.auth_block_seconds", s.auth_block_seconds, 1, 86_400);
+        v.range("sip.ring_timeout_seconds", s.ring_timeout_seconds, 1, 600);
+        v.token("sip.test_caller", &s.test_caller);
+
+        let mut names = HashSet::new();
+        for (i, u) in s.users.iter().enumerate() {
+            let key = format!("sip.users[{i}]");
+            v.user_part(&format!("{key}.name"), &u.name);
+            if !names.insert(u.name.as_str()) {
+                v.fail(&format!("{key}.name"), &u.name, "another user has this name");
+            }
+            if u.password.len() < 4 {
+                v.fail(&format!("{key}.password"), "****", "at least 4 characters");
+            }
+        }
+        let mut trunk_names = HashSet::new();
+        for (i, t) in s.trunks.iter().enumerate() {
+            let key = format!("sip.trunks[{i}]");
+            v.token(&format!("{key}.name"), &t.name);
+            if !trunk_names.insert(t.name.as_str()) {
+                v.fail(&format!("{key}.name"), &t.name, "another trunk has this name");
+            }
+            if crate::sip::trunk::parse_host_port(&t.address).is_none() {
+                v.fail(&format!("{key}.address"), &t.address, "expected host:port, e.g. 10.0.0.5:5060");
+            }
+            if t.username.is_some() != t.password.is_some() {
+                v.fail(&format!("{key}.username"), t.username.as_deref().unwrap_or(""), "username and password go together");
+            }
+            if t.register && t.username.is_none() {
+                v.fail(&format!("{key}.register"), "true", "registering needs username and password");
+            }
+            v.range(&format!("{key}.register_expires"), t.register_expires, 60, 86_400);
+            for (j, src) in t.inbound_sources.iter().enumerate() {
+                if src.parse::<IpAddr>().is_err() {
+                    v.fail(&format!("{key}.inbound_sources[{j}]"), src, "expected an IP address");
+                }
+            }
+            if t.inbound_username.is_some() != t.inbound_password.is_some() {
+                v.fail(&format!("{key}.inbound_username"), t.inbound_username.as_deref().unwrap_or(""), "inbound_username and inbound_password go together");
+            }
+            if t.accept_inbound && t.inbound_sources.is_empty() && t.inbound_username.is_none() {
+                v.fail(&format!("{key}.accept_inbound"), "true", "name inbound_sources or inbound_username/inbound_password, or nobody can call in");
+            }
+        }
+
+        let r = &self.rtp;
+        if r.bind.parse::<IpAddr>().is_err() {
+            v.fail("rtp.bind", &r.bind, "expected an IP address");
+        }
+        if !r.public_address.is_empty() && r.public_address.parse::<IpAddr>().is_err() {
+            v.fail("rtp.public_address", &r.public_address, "expected an IP address");
+        }
+        if r.port_min < 1024 || r.port_min % 2 != 0 {
+            v.fail("rtp.port_min", &r.port_min.to_string(), "an even port of 1024 or above");
+        }
+        if r.port_max <= r.port_min || u32::from(r.port_max) - u32::from(r.port_min) < 3 {
+            v.fail("rtp.port_max", &r.port_max.to_string(), "must leave room for at least two RTP/RTCP pairs above port_min");
+        }
+        v.range("rtp.media_timeout_seconds", r.media_timeout_seconds, 1, 3600);
+
+        if self.api.listen.parse::<SocketAddr>().is_err() {
+            v.fail("api.listen", &self.api.listen, "expected ip:port, e.g. 127.0.0.1:8088");
+        }
+        if !self.api.token.is_empty() && self.api.token.len() < 16 {
+            v.fail("api.token", "****", "at least 16 characters (or empty to generate one)");
+        }
+        if self.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            v.fail("log.filter", &self.log.filter, "not a tracing filter (e.g. info, whatsip=debug)");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            v.fail("data_dir", "", "must name a directory");
+        }
+        v.finish()
+    }
+
+    pub fn rtp_public_ip(&self) -> IpAddr {
+        let addr = if self.rtp.public_address.is_empty() { &self.rtp.bind } else { &self.rtp.public_address };
+        addr.parse().expect("validated")
+    }
+}
+
+/// The config crate names the key but words it for programmers; keep its words, add the file.
+fn describe_config_error(file: Option<&Path>, e: config::ConfigError) -> String {
+    match file {
+        Some(path) => format!("{}: {e}", path.display()),
+        None => e.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn fail(&mut self, key: &str, value: &str, reason: &str) {
+        self.problems.push(Problem { key: key.into(), value: value.into(), reason: reason.into() });
+    }
+
+    fn optional_addr(&mut self, key: &str, value: &str) {
+        if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
+            self.fail(key, value, "expected ip:port (e.g. 0.0.0.0:5060), or empty to disable");
+        }
+    }
+
+    fn readable_file(&mut self, key: &str, value: &str) {
+        if value.is_empty() {
+            self.fail(key, value, "needed when sip.listen_tls is set");
+        } else if std::fs::metadata(value).map(|m| !m.is_file()).unwrap_or(true) {
+            self.fail(key, value, "no such file");
+        }
+    }
+
+    fn token(&mut self, key: &str, value: &str) {
+        let ok = !value.is_empty()
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.!~*'+".contains(c));
+        if !ok {
+            self.fail(key, value, "letters, digits and - _ . ! ~ * ' + only, not empty");
+        }
+    }
+
+    fn user_part(&mut self, key: &str, value: &str) {
+        // RFC 3261 §25.1 "user" minus escapes: what phones put before the @ without quoting.
+        let ok = !value.is_empty()
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c));
+        if !ok {
+            self.fail(key, value, "a SIP user part: letters, digits and -_.!~*'()&=+$,;?/ only");
+        }
+    }
+
+    fn range(&mut self, key: &str, value: u32, min: u32, max: u32) {
+        if value < min || value > max {
+            self.fail(key, &value.to_string(), &format!("must be between {min} and {max}"));
+        }
+    }
+
+    fn finish(self) -> Result<(), Vec<Problem>> {
+        if self.problems.is_empty() { Ok(()) } else { Err(self.problems) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut f = tempfile::NamedTempFile::with_suffix(".toml").unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::load_with_env(Some(f.path()), env)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+        Settings::load_with_env(None, Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn example_file_is_valid_and_complete() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("whatsip.example.toml");
+        let settings = Settings::load_with_env(Some(&path), Vec::new()).unwrap();
+        assert!(!settings.sip.users.is_empty());
+        // Every default key is spelled out in the example, so admins see them all.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let defaults = toml_keys(&toml::Value::try_from(Settings::default()).unwrap(), "");
+        for key in defaults {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(text.contains(&format!("{leaf} =")), "example misses {key}");
+        }
+    }
+
+    fn toml_keys(v: &toml::Value, prefix: &str) -> Vec<String> {
+        match v {
+            toml::Value::Table(t) => t
+                .iter()
+                .flat_map(|(k, v)| toml_keys(v, &format!("{prefix}{k}.")))
+                .collect(),
+            // Users and trunks are empty by default; the example shows them as [[tables]].
+            toml::Value::Array(a) if a.is_empty() => Vec::new(),
+            _ => vec![prefix.trim_end_matches('.').to_string()],
+        }
+    }
+
+    #[test]
+    fn file_and_env_override_defaults() {
+        let s = load(
+            "[sip]\nlisten_udp = \"127.0.0.1:5070\"\n",
+            &[("WHATSIP_SIP__RING_TIMEOUT_SECONDS", "45"), ("WHATSIP_RTP__PORT_MIN", "30000"), ("WHATSIP_RTP__PORT_MAX", "30100")],
+        )
+        .unwrap();
+        assert_eq!(s.sip.listen_udp, "127.0.0.1:5070");
+        assert_eq!(s.sip.ring_timeout_seconds, 45);
+        assert_eq!(s.rtp.port_min, 30000);
+        assert_eq!(s.sip.listen_tcp, "127.0.0.1:5060");
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_reason() {
+        let err = load(
+            "[sip]\nlisten_udp = \"nowhere\"\nring_timeout_seconds = 0\n[rtp]\nport_min = 20001\n",
+            &[],
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(problems) = err else { panic!("{err}") };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"sip.listen_udp"));
+        assert!(keys.contains(&"sip.ring_timeout_seconds"));
+        assert!(keys.contains(&"rtp.port_min"));
+        let p = problems.iter().find(|p| p.key == "sip.listen_udp").unwrap();
+        assert_eq!(p.value, "nowhere");
+        assert!(p.to_string().contains("expected ip:port"));
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_are_load_errors_naming_the_key() {
+        let err = load("[sip]\nring_timeout_seconds = \"soon\"\n", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Load(_)));
+        assert!(err.to_string().contains("ring_timeout_seconds"), "{err}");
+
+        let err = load("[sip]\nlisten_udpp = \"127.0.0.1:5060\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("listen_udpp"), "{err}");
+
+        let err = load("", &[("WHATSIP_RTP__PORT_MIN", "lots")]).unwrap_err();
+        assert!(err.to_string().contains("port_min"), "{err}");
+    }
+
+    #[test]
+    fn users_and_trunks_are_checked() {
+        let err = load(
+            r#"
+[[sip.users]]
+name = "1001"
+password = "secret"
+[[sip.users]]
+name = "1001"
+password = "x"
+[[sip.trunks]]
+name = "pbx"
+address = "pbx.example"
+register = true
+accept_inbound = true
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(problems) = err else { panic!() };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"sip.users[1].name"), "{keys:?}");
+        assert!(keys.contains(&"sip.users[1].password"));
+        assert!(keys.contains(&"sip.trunks[0].address"));
+        assert!(keys.contains(&"sip.trunks[0].register"));
+        assert!(keys.contains(&"sip.trunks[0].accept_inbound"));
+    }
+}

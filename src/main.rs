@@ -1,0 +1,189 @@
+//! The `whatsip` command.
+
+use anyhow::Context;
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use whatsip::api::client::ApiClient;
+use whatsip::call::test_ring::RingRequest;
+use whatsip::config::{ConfigError, Settings};
+
+/// whatsip rings the SIP desk phones and PBXs you already have with WhatsApp Business calls.
+#[derive(Parser)]
+#[command(name = "whatsip", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Without it, built-in defaults: SIP on 127.0.0.1:5060,
+    /// admin API on 127.0.0.1:8088, data in ./data. WHATSIP_* variables override either.
+    #[arg(long, short, global = true, env = "WHATSIP_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: SIP registrar and trunks, media, and the admin API.
+    Serve,
+    /// Check the configuration file and print every problem; exit status 2 if any.
+    Check,
+    /// Ring a phone through the running gateway, to test it: plays a tone (or a file),
+    /// records what the phone sends, and reports what it heard.
+    ///
+    /// USER is a registered user (1001) or an extension on a trunk (2001@pbx).
+    Ring {
+        /// Registered user (1001) or trunk extension (2001@pbx).
+        target: String,
+        /// WAV file to play to the phone (any rate; mono or stereo).
+        #[arg(long)]
+        play: Option<PathBuf>,
+        /// Tone to play when no file is given; 0 for silence.
+        #[arg(long, default_value_t = 1000)]
+        tone: u32,
+        /// Seconds to stay connected after the phone answers.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        /// Save what the phone sent as an 8 kHz WAV.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// DTMF digits to send once answered.
+        #[arg(long)]
+        dtmf: Option<String>,
+        /// Seconds to ring before giving up (default: sip.ring_timeout_seconds).
+        #[arg(long)]
+        ring_timeout: Option<u32>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the phones registered to the running gateway.
+    Registrations {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show trunks and whether whatsip is registered to each PBX.
+    Trunks {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Admin API base URL (default: http://<api.listen>).
+    #[arg(long, env = "WHATSIP_API_URL")]
+    api_url: Option<String>,
+    /// Admin API token (default: api.token, or <data_dir>/api.token).
+    #[arg(long, env = "WHATSIP_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            match &e {
+                ConfigError::Invalid(problems) => {
+                    for p in problems {
+                        eprintln!("whatsip: invalid setting {p}");
+                    }
+                }
+                ConfigError::Load(_) => eprintln!("whatsip: {e}"),
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Check => {
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Command::Serve => {
+            whatsip::logging::init(&settings.log);
+            match whatsip::serve::run(settings) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("whatsip: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Ring { target, play, tone, seconds, record, dtmf, ring_timeout, api } => {
+            let result = (|| -> anyhow::Result<bool> {
+                let play_wav_base64 = match &play {
+                    Some(p) => Some(base64::engine::general_purpose::STANDARD.encode(
+                        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+                    )),
+                    None => None,
+                };
+                let request = RingRequest {
+                    target,
+                    seconds,
+                    ring_timeout_seconds: ring_timeout,
+                    play_wav_base64,
+                    tone_hz: tone,
+                    record: record.is_some(),
+                    dtmf,
+                };
+                request.check().map_err(anyhow::Error::msg)?;
+                let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
+                let report = runtime()?.block_on(client.ring(&request))?;
+                println!("outcome: {}{}", report.outcome, report.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default());
+                if let Some(c) = &report.contact {
+                    println!("answered by: {c} after {:.1} s, codec {}", report.ring_ms as f64 / 1000.0, report.codec.as_deref().unwrap_or("?"));
+                    println!("talked: {:.1} s, ended by {}", report.talk_ms as f64 / 1000.0, report.ended_by.as_deref().unwrap_or("?"));
+                    println!("rtp: sent {} received {} lost {}", report.packets_sent, report.packets_received, report.packets_lost);
+                    match (report.heard_hz, report.heard_dbfs) {
+                        (Some(hz), Some(db)) => println!("heard: {hz:.0} Hz at {db:.1} dBFS"),
+                        _ => println!("heard: silence"),
+                    }
+                    if !report.dtmf_received.is_empty() {
+                        println!("dtmf from phone: {}", report.dtmf_received);
+                    }
+                }
+                if let (Some(path), Some(b64)) = (&record, &report.recording_wav_base64) {
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
+                    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+                    println!("recording: {}", path.display());
+                }
+                Ok(report.outcome == "answered")
+            })();
+            finish(result)
+        }
+        Command::Registrations { api } => finish((|| {
+            let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
+            let list = runtime()?.block_on(client.registrations())?;
+            if list.is_empty() {
+                println!("no phone is registered");
+            }
+            for r in list {
+                println!("{:<12} {:<48} expires in {:>5} s  from {} ({}) {}", r.user, r.contact, r.expires_in, r.source, r.transport, r.user_agent.unwrap_or_default());
+            }
+            Ok(true)
+        })()),
+        Command::Trunks { api } => finish((|| {
+            let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
+            for t in runtime()?.block_on(client.trunks())? {
+                println!("{:<12} {:<24} {}", t.name, t.address, t.registration);
+            }
+            Ok(true)
+        })()),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn finish(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("whatsip: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Starts the real `whatsip serve` binary on loopback ports with a generated configuration,
+//! and stops it (SIGKILL or SIGTERM) when the test is done.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct GatewayConfig {
+    pub sip_port: u16,
+    pub api_port: u16,
+    pub rtp_min: u16,
+    pub users: Vec<(String, String)>,
+    /// Raw TOML appended to the file (extra `[[sip.trunks]]` tables...).
+    pub extra: String,
+    pub data_dir: PathBuf,
+}
+
+impl GatewayConfig {
+    pub fn new(data_dir: &Path) -> GatewayConfig {
+        GatewayConfig {
+            sip_port: super::ports::free_udp_port(),
+            api_port: super::ports::free_udp_port(),
+            rtp_min: super::ports::free_rtp_base(),
+            users: vec![("1001".into(), "secret1001".into()), ("1002".into(), "secret1002".into())],
+            extra: String::new(),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn toml(&self) -> String {
+        let mut t = format!(
+            r#"data_dir = "{data}"
+[log]
+filter = "info,whatsip=debug"
+[sip]
+listen_udp = "127.0.0.1:{sip}"
+listen_tcp = "127.0.0.1:{sip}"
+domain = "127.0.0.1"
+ring_timeout_seconds = 15
+auth_max_failures = 3
+[rtp]
+bind = "127.0.0.1"
+port_min = {rtp}
+port_max = {rtp_max}
+media_timeout_seconds = 10
+[api]
+listen = "127.0.0.1:{api}"
+token = "test-token-0123456789abcdef"
+"#,
+            data = self.data_dir.display(),
+            sip = self.sip_port,
+            rtp = self.rtp_min,
+            rtp_max = self.rtp_min + 98,
+            api = self.api_port,
+        );
+        for (name, pass) in &self.users {
+            t.push_str(&format!("[[sip.users]]\nname = \"{name}\"\npassword = \"{pass}\"\n"));
+        }
+        t.push_str(&self.extra);
+        t
+    }
+}
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct Gateway {
+    child: Option<Child>,
+    pub config_path: PathBuf,
+    pub sip: SocketAddr,
+    pub api: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl Gateway {
+    /// Writes the configuration next to the data dir and starts the gateway; returns once the
+    /// admin API answers.
+    pub fn start(cfg: &GatewayConfig) -> Gateway {
+        std::fs::create_dir_all(&cfg.data_dir).unwrap();
+        let config_path = cfg.data_dir.with_extension("toml");
+        std::fs::File::create(&config_path).unwrap().write_all(cfg.toml().as_bytes()).unwrap();
+        let log_path = cfg.data_dir.with_extension("log");
+        let mut gw = Gateway {
+            child: None,
+            config_path,
+            sip: format!("127.0.0.1:{}", cfg.sip_port).parse().unwrap(),
+            api: format!("127.0.0.1:{}", cfg.api_port).parse().unwrap(),
+            log_path,
+        };
+        gw.spawn();
+        gw
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_whatsip"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start whatsip");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect_timeout(&self.api, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("whatsip exited early with {status}:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("whatsip API did not come up:\n{}", self.log_tail());
+    }
+
+    /// SIGKILL: no chance to flush anything; what survives was on disk already.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait, as an admin's `systemctl stop` would.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_sigterm(c.id());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn restart_after_kill(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<_> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Runs `whatsip ARGS --config <ours>` and returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_whatsip"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run whatsip");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// GET an admin API path with the test token, as JSON.
+    pub fn api_get(&self, path: &str) -> serde_json::Value {
+        let url = format!("http://{}{}", self.api, path);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    }
+
+    /// Users with at least one registered contact, per the running gateway.
+    pub fn registered_users(&self) -> Vec<String> {
+        let list = self.api_get("/api/registrations");
+        let mut users: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["user"].as_str().unwrap().to_string())
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- whatsip log tail ---\n{}", self.log_tail());
+        }
+        self.kill();
+    }
+}
