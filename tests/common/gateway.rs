@@ -12,6 +12,8 @@ pub struct GatewayConfig {
     pub api_port: u16,
     pub rtp_min: u16,
     pub users: Vec<(String, String)>,
+    /// Raw TOML lines added to the `[sip]` table.
+    pub sip_extra: String,
     /// Raw TOML appended to the file (extra `[[sip.trunks]]` tables...).
     pub extra: String,
     pub data_dir: PathBuf,
@@ -20,10 +22,14 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     pub fn new(data_dir: &Path) -> GatewayConfig {
         GatewayConfig {
-            sip_port: super::ports::free_udp_port(),
-            api_port: super::ports::free_udp_port(),
-            rtp_min: super::ports::free_rtp_base(),
+            sip_port: super::ports::free_port_pair(),
+            api_port: super::ports::free_tcp_port(),
+            rtp_min: {
+                let base = super::ports::free_udp_block(102);
+                base + base % 2
+            },
             users: vec![("1001".into(), "secret1001".into()), ("1002".into(), "secret1002".into())],
+            sip_extra: String::new(),
             extra: String::new(),
             data_dir: data_dir.to_path_buf(),
         }
@@ -40,7 +46,7 @@ listen_tcp = "127.0.0.1:{sip}"
 domain = "127.0.0.1"
 ring_timeout_seconds = 15
 auth_max_failures = 3
-[rtp]
+{sip_extra}[rtp]
 bind = "127.0.0.1"
 port_min = {rtp}
 port_max = {rtp_max}
@@ -54,6 +60,7 @@ token = "test-token-0123456789abcdef"
             rtp = self.rtp_min,
             rtp_max = self.rtp_min + 98,
             api = self.api_port,
+            sip_extra = self.sip_extra,
         );
         for (name, pass) in &self.users {
             t.push_str(&format!("[[sip.users]]\nname = \"{name}\"\npassword = \"{pass}\"\n"));

@@ -69,6 +69,7 @@ impl RawSip {
              CSeq: {cseq} REGISTER\r\n\
              Contact: <sip:{user}@{local}>\r\n\
              Expires: {expires}\r\n\
+             {auth}\
              Content-Length: 0\r\n\r\n",
             server = self.server,
             local = self.local,
