@@ -191,7 +191,10 @@ impl Default for SipSettings {
             domain: "127.0.0.1".into(),
             realm: "whatsip".into(),
             user_agent: concat!("whatsip/", env!("CARGO_PKG_VERSION")).into(),
-            auth_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            // MD5 alone by default: some phones refuse a REGISTER challenge outright when any of
+            // its WWW-Authenticate headers names an algorithm they lack (baresip 1.0's libre
+            // fails with ENOSYS), so offering SHA-256 beside MD5 locks them out.
+            auth_algorithms: vec!["MD5".into()],
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,

@@ -61,6 +61,18 @@ fn wrong_password_is_refused_then_the_source_is_throttled() {
 }
 
 #[test]
+fn sha256_digest_registers_when_offered_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = GatewayConfig::new(&dir.path().join("data"));
+    cfg.sip_extra = "auth_algorithms = [\"SHA-256\"]\n".into();
+    let gw = Gateway::start(&cfg);
+    let phone = RawSip::new(gw.sip);
+    let r = phone.register("1001", "secret1001", 300).unwrap();
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert!(gw.log().contains("registered"));
+}
+
+#[test]
 fn unknown_user_and_too_short_expiry() {
     let (_dir, gw) = gateway();
     let phone = RawSip::new(gw.sip);

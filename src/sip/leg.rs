@@ -10,11 +10,12 @@ use super::SipStack;
 use crate::ids::{LegId, TrunkId, UserName};
 use ezk_sip_auth::{ClientAuthenticator, DigestAuthenticator, DigestCredentials, RequestParts, ResponseParts};
 use ezk_sip_core::transaction::TsxResponse;
+use ezk_sip_core::transport::{OutgoingParts, OutgoingRequest};
 use ezk_sip_core::{Endpoint, Request};
-use ezk_sip_types::header::typed::{Contact, ContentType};
+use ezk_sip_types::header::typed::{CSeq, Contact, ContentType};
 use ezk_sip_types::print::AppendCtx;
 use ezk_sip_types::uri::{NameAddr, SipUri};
-use ezk_sip_types::{Name, StatusCode};
+use ezk_sip_types::{Method, Name, StatusCode};
 use ezk_sip_ua::invite::initiator::{Early, EarlyResponse, InviteInitiator, Response};
 use ezk_sip_ua::invite::session::{InviteSession, InviteSessionEvent};
 use std::fmt;
@@ -519,32 +520,88 @@ impl Fork {
 
     /// CANCEL only after a provisional response (RFC 3261 §9.1); before that, wait briefly for
     /// one, or for a final response that makes the CANCEL moot.
-    async fn cancel_invite(self, mut initiator: InviteInitiator, earlies: Vec<Early>, provisional: bool) {
+    async fn cancel_invite(self, mut initiator: InviteInitiator, mut earlies: Vec<Early>, provisional: bool) {
         if !provisional {
-            let first = tokio::time::timeout(Duration::from_secs(4), initiator.receive()).await;
-            match first {
-                Ok(Ok(Response::Session(mut session, r))) => {
-                    if let Ok(mut ack) = ezk_sip_ua::invite::create_ack(&session.dialog, r.base_headers.cseq.cseq).await {
-                        let _ = self.endpoint.send_outgoing_request(&mut ack).await;
-                    }
-                    let _ = session.terminate().await;
-                    return self.end(ForkEnd::Cancelled).await;
-                }
+            match tokio::time::timeout(Duration::from_secs(4), initiator.receive()).await {
+                Ok(Ok(Response::Session(session, r))) => return self.hang_up_late_answer(session, r).await,
                 Ok(Ok(Response::Failure(r))) => {
                     let code = r.line.code.into_u16();
                     return self.end(ForkEnd::Final { code, reason: r.line.reason.as_deref().unwrap_or("").into() }).await;
                 }
+                Ok(Ok(Response::Early(early, _, _))) => earlies.push(early),
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) | Err(_) => return self.end(ForkEnd::Cancelled).await,
             }
         }
-        // Early dialogs are owned by the initiator's CANCEL handling below; dropping them
-        // first would make ezk's forwarding hit a closed channel, which it tolerates.
-        drop(earlies);
-        if let Err(e) = initiator.cancel().await {
-            tracing::debug!(error = %e, "CANCEL not confirmed");
+        let Some(mut cancel) = initiator.transaction().map(|t| build_cancel(t.request())) else {
+            return self.end(ForkEnd::Cancelled).await;
+        };
+        // Retransmitted on Timer E's schedule until the INVITE gets its final response (487, or
+        // a 2xx that crossed the CANCEL), at most 64*T1 (§17.1.2.2).
+        let reliable = !cancel.parts.transport.is_udp();
+        let give_up = Instant::now() + Duration::from_secs(32);
+        let mut interval = Duration::from_millis(500);
+        loop {
+            if let Err(e) = self.endpoint.send_outgoing_request(&mut cancel).await {
+                tracing::debug!(error = %e, "CANCEL not sent");
+            }
+            let next = if reliable { give_up } else { (Instant::now() + interval).min(give_up) };
+            interval = (interval * 2).min(Duration::from_secs(4));
+            let outcome = tokio::select! {
+                r = initiator.receive() => Some(r),
+                _ = sleep_until(next) => None,
+            };
+            match outcome {
+                None if Instant::now() >= give_up => return self.end(ForkEnd::Cancelled).await,
+                None => continue,
+                Some(Ok(Response::Session(session, r))) => return self.hang_up_late_answer(session, r).await,
+                Some(Ok(Response::EarlyEvent)) => {
+                    if let Some((_, Ok(EarlyResponse::Success(session, r)))) = poll_earlies(&mut earlies).await {
+                        return self.hang_up_late_answer(session, r).await;
+                    }
+                }
+                Some(Ok(Response::Provisional(_) | Response::Early(..))) => {}
+                Some(Ok(Response::Failure(_) | Response::Finished)) | Some(Err(_)) => {
+                    return self.end(ForkEnd::Cancelled).await;
+                }
+            }
         }
+    }
+
+    /// A 2xx that crossed our CANCEL: the dialog exists, so ACK it and end it (§9.1, §15).
+    async fn hang_up_late_answer(&self, mut session: InviteSession, r: TsxResponse) {
+        if let Ok(mut ack) = ezk_sip_ua::invite::create_ack(&session.dialog, r.base_headers.cseq.cseq).await {
+            let _ = self.endpoint.send_outgoing_request(&mut ack).await;
+        }
+        let _ = session.terminate().await;
         self.end(ForkEnd::Cancelled).await
+    }
+}
+
+/// The CANCEL for a sent INVITE: same Request-URI, top Via (branch included), From, To, Call-ID,
+/// CSeq number and Route, sent where the INVITE went (RFC 3261 §9.1). ezk's own CANCEL opens a
+/// new transaction with a new branch, which phones cannot match to the INVITE.
+fn build_cancel(invite: &OutgoingRequest) -> OutgoingRequest {
+    let inv = &invite.msg;
+    let mut cancel = Request::new(Method::CANCEL, inv.line.uri.clone());
+    if let Some(via) = inv.headers.get_raw(&Name::VIA).next() {
+        cancel.headers.insert(Name::VIA, via.clone());
+    }
+    cancel.headers.insert(Name::MAX_FORWARDS, "70");
+    for name in [Name::FROM, Name::TO, Name::CALL_ID, Name::ROUTE] {
+        for value in inv.headers.get_raw(&name) {
+            cancel.headers.insert(name.clone(), value.clone());
+        }
+    }
+    let cseq = inv.headers.get_named::<CSeq>().map(|c| c.cseq).unwrap_or(1);
+    cancel.headers.insert_named(&CSeq::new(cseq, Method::CANCEL));
+    OutgoingRequest {
+        msg: cancel,
+        parts: OutgoingParts {
+            transport: invite.parts.transport.clone(),
+            destination: invite.parts.destination,
+            buffer: Default::default(),
+        },
     }
 }
 

@@ -236,6 +236,12 @@ impl Baresip {
         self.command("sndcode", Some(digits)).await.map(drop)
     }
 
+    /// The next DTMF key the far end pressed (`CALL_DTMF_START`, RFC 4733 events).
+    pub async fn wait_dtmf(&mut self, timeout: Duration) -> Result<char> {
+        let ev = self.wait_event("CALL_DTMF_START", timeout).await?;
+        ev.param.as_deref().and_then(|p| p.chars().next()).ok_or_else(|| anyhow!("DTMF event without a digit: {}", ev.raw))
+    }
+
     /// The `listcalls` text, e.g. `[line 1]  0:00:02  ESTABLISHED  sip:...`.
     pub async fn list_calls(&mut self) -> Result<String> {
         Ok(strip_ansi(&self.command("listcalls", None).await?.data))

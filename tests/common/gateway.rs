@@ -192,8 +192,10 @@ impl Gateway {
     /// GET an admin API path with the test token, as JSON.
     pub fn api_get(&self, path: &str) -> serde_json::Value {
         let url = format!("http://{}{}", self.api, path);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
+        // On a thread of its own, so async tests can call it too.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
             reqwest::Client::new()
                 .get(url)
                 .bearer_auth(TOKEN)
@@ -203,7 +205,10 @@ impl Gateway {
                 .json()
                 .await
                 .unwrap()
+            })
         })
+        .join()
+        .unwrap()
     }
 
     /// Users with at least one registered contact, per the running gateway.
