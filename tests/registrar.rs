@@ -119,3 +119,20 @@ fn options_is_answered_and_malformed_requests_get_400() {
     assert_eq!(probe.options().expect("still serving").code, 200);
     assert!(gw.is_running());
 }
+
+#[test]
+fn json_logs_carry_the_sip_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = GatewayConfig::new(&dir.path().join("data"));
+    cfg.env = vec![("WHATSIP_LOG__FORMAT".into(), "json".into())];
+    let gw = Gateway::start(&cfg);
+    assert_eq!(RawSip::new(gw.sip).register("1001", "secret1001", 300).unwrap().code, 200);
+    let log = gw.log();
+    let registered = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "registered")
+        .unwrap_or_else(|| panic!("no JSON 'registered' line in:\n{log}"));
+    assert_eq!(registered["fields"]["user"], "1001");
+    assert_eq!(registered["span"]["method"], "REGISTER", "{registered}");
+}

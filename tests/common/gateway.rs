@@ -12,6 +12,8 @@ pub struct GatewayConfig {
     pub api_port: u16,
     pub rtp_min: u16,
     pub users: Vec<(String, String)>,
+    /// Extra environment for the gateway process (`WHATSIP_*` overrides).
+    pub env: Vec<(String, String)>,
     /// Raw TOML lines added to the `[sip]` table.
     pub sip_extra: String,
     /// Raw TOML appended to the file (extra `[[sip.trunks]]` tables...).
@@ -29,6 +31,7 @@ impl GatewayConfig {
                 base + base % 2
             },
             users: vec![("1001".into(), "secret1001".into()), ("1002".into(), "secret1002".into())],
+            env: Vec::new(),
             sip_extra: String::new(),
             extra: String::new(),
             data_dir: data_dir.to_path_buf(),
@@ -74,6 +77,7 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 pub struct Gateway {
     child: Option<Child>,
+    env: Vec<(String, String)>,
     pub config_path: PathBuf,
     pub sip: SocketAddr,
     pub api: SocketAddr,
@@ -90,6 +94,7 @@ impl Gateway {
         let log_path = cfg.data_dir.with_extension("log");
         let mut gw = Gateway {
             child: None,
+            env: cfg.env.clone(),
             config_path,
             sip: format!("127.0.0.1:{}", cfg.sip_port).parse().unwrap(),
             api: format!("127.0.0.1:{}", cfg.api_port).parse().unwrap(),
@@ -105,6 +110,7 @@ impl Gateway {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
