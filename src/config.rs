@@ -373,7 +373,7 @@ impl Settings {
         if !r.public_address.is_empty() && r.public_address.parse::<IpAddr>().is_err() {
             v.fail("rtp.public_address", &r.public_address, "expected an IP address");
         }
-        if r.port_min < 1024 || r.port_min % 2 != 0 {
+        if r.port_min < 1024 || !r.port_min.is_multiple_of(2) {
             v.fail("rtp.port_min", &r.port_min.to_string(), "an even port of 1024 or above");
         }
         if r.port_max <= r.port_min || u32::from(r.port_max) - u32::from(r.port_min) < 3 {

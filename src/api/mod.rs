@@ -98,17 +98,20 @@ pub async fn serve(state: ApiState, listen: SocketAddr) -> std::io::Result<()> {
     .await
 }
 
-fn authorized(req: &HttpRequest, state: &ApiState) -> Result<(), HttpResponse> {
+/// The 401 to send, unless the request carries the right bearer token.
+fn unauthorized(req: &HttpRequest, state: &ApiState) -> Option<HttpResponse> {
     let given = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(()),
-        _ => Err(HttpResponse::Unauthorized()
-            .insert_header(("WWW-Authenticate", "Bearer"))
-            .json(ApiError { error: "missing or wrong API token".into() })),
+        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => None,
+        _ => Some(
+            HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .json(ApiError { error: "missing or wrong API token".into() }),
+        ),
     }
 }
 
@@ -121,8 +124,8 @@ async fn health() -> HttpResponse {
 }
 
 async fn registrations(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
-    if let Err(r) = authorized(&req, &state) {
-        return r;
+    if let Some(refusal) = unauthorized(&req, &state) {
+        return refusal;
     }
     let now = crate::sip::registrar::unix_now();
     let list: Vec<RegistrationView> = state
@@ -144,8 +147,8 @@ async fn registrations(req: HttpRequest, state: web::Data<ApiState>) -> HttpResp
 }
 
 async fn trunks(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
-    if let Err(r) = authorized(&req, &state) {
-        return r;
+    if let Some(refusal) = unauthorized(&req, &state) {
+        return refusal;
     }
     let list: Vec<TrunkView> = state
         .sip
@@ -166,8 +169,8 @@ async fn trunks(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
 }
 
 async fn ring(req: HttpRequest, state: web::Data<ApiState>, body: web::Json<RingRequest>) -> HttpResponse {
-    if let Err(r) = authorized(&req, &state) {
-        return r;
+    if let Some(refusal) = unauthorized(&req, &state) {
+        return refusal;
     }
     let request = body.into_inner();
     if let Err(e) = request.check() {

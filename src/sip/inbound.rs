@@ -148,7 +148,7 @@ fn options_reply(endpoint: &Endpoint) -> Reply {
 /// Sends `reply` on the request's own server transaction.
 pub async fn send_reply(endpoint: &Endpoint, req: &mut IncomingRequest, reply: Reply) {
     let mut response = endpoint.create_response(req, reply.status(), Some(reply.reason.clone().into()));
-    if reply.code > 100 && !req.base_headers.to.tag.is_some() {
+    if reply.code > 100 && req.base_headers.to.tag.is_none() {
         // A final response outside a dialog needs a To tag (RFC 3261 §8.2.6.2).
         response.msg.headers.edit(Name::TO, |to: &mut ezk_sip_types::header::typed::FromTo| {
             to.tag = Some(super::random_tag().into());

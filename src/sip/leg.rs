@@ -74,7 +74,7 @@ pub enum DialError {
 
 /// The one result of ringing.
 pub enum LegOutcome {
-    Answered(AnsweredLeg),
+    Answered(Box<AnsweredLeg>),
     Busy,
     Rejected { code: u16, reason: String },
     NoAnswer,
@@ -195,7 +195,7 @@ enum ForkEnd {
 
 enum ForkEvent {
     Ringing(String),
-    Answered { session: InviteSession, response: TsxResponse, contact: String },
+    Answered { session: Box<InviteSession>, response: Box<TsxResponse>, contact: String },
     Ended(ForkEnd),
 }
 
@@ -258,7 +258,7 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
                 cancel_tx.send_replace(true);
                 // Late answers from the other forks are hung up by the drain task.
                 tokio::spawn(drain_late_answers(events));
-                return answered(session, response, contact, request.sdp_offer).await;
+                return answered(*session, *response, contact, request.sdp_offer).await;
             }
             Some(ForkEvent::Ended(end)) => ends.push(end),
             None => break,
@@ -271,7 +271,7 @@ async fn answered(mut session: InviteSession, response: TsxResponse, contact: St
     let has_sdp = response.headers.get_named::<ContentType>().is_ok_and(|ct| ct.0.eq_ignore_ascii_case("application/sdp"));
     let audio = if has_sdp { sdp::parse(&response.body).and_then(|s| sdp::negotiate(&s)) } else { Err(SdpError::NoAudio) };
     match audio {
-        Ok(audio) => LegOutcome::Answered(AnsweredLeg { id: LegId::random(), contact, audio, session, sdp_offer }),
+        Ok(audio) => LegOutcome::Answered(Box::new(AnsweredLeg { id: LegId::random(), contact, audio, session, sdp_offer })),
         Err(e) => {
             tracing::warn!(error = %e, "answer unusable; hanging up");
             let _ = session.terminate().await;
@@ -511,7 +511,7 @@ impl Fork {
                 }
             }
         });
-        let event = ForkEvent::Answered { session, response, contact: contact.to_string() };
+        let event = ForkEvent::Answered { session: Box::new(session), response: Box::new(response), contact: contact.to_string() };
         if let Err(mpsc::error::SendError(ForkEvent::Answered { mut session, .. })) = self.events.send(event).await {
             // The dialer is gone (its caller gave up): do not leave the phone off-hook.
             let _ = session.terminate().await;

@@ -288,7 +288,7 @@ fn digest_answer(req: &IncomingRequest, header: &Name, realm: &str) -> Option<Re
         AuthResponse::Digest(d) if d.realm == realm => Some(d),
         _ => None,
     });
-    let Some(d) = digest else { return None };
+    let d = digest?;
     let username = match &d.username {
         ezk_sip_types::header::typed::Username::Username(u) => u.to_string(),
         ezk_sip_types::header::typed::Username::UsernameNonASCII(u) => u.to_string(),

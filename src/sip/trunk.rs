@@ -75,7 +75,7 @@ impl Trunk {
 }
 
 /// Which trunk an INVITE from `source` belongs to, if any trusts that address.
-pub fn trusted_source<'a>(trunks: &'a [Trunk], source: IpAddr) -> Option<&'a Trunk> {
+pub fn trusted_source(trunks: &[Trunk], source: IpAddr) -> Option<&Trunk> {
     trunks.iter().find(|t| t.accept_inbound && t.inbound_sources.contains(&source))
 }
 
