@@ -43,24 +43,12 @@ fn rand_suffix() -> u64 {
     common::sip_client::rand_u64() % 1_000_000
 }
 
-/// Runs `whatsip ring` in a thread (it blocks for the whole call).
-fn ring(gw: &Gateway, args: &[&str]) -> std::thread::JoinHandle<(i32, String, String)> {
-    let config = gw.config_path.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    std::thread::spawn(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_whatsip"))
-            .arg("ring")
-            .args(&args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    })
+fn ring(gw: &Gateway, args: &[&str]) -> tokio::task::JoinHandle<(i32, String, String)> {
+    gw.ring(args)
 }
 
-async fn join(h: std::thread::JoinHandle<(i32, String, String)>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || h.join().unwrap()).await.unwrap()
+async fn join(h: tokio::task::JoinHandle<(i32, String, String)>) -> (i32, String, String) {
+    h.await.unwrap()
 }
 
 fn heard_hz(stdout: &str) -> f64 {

@@ -17,14 +17,8 @@ fn gateway() -> (tempfile::TempDir, Gateway) {
 }
 
 async fn ring(gw: &Gateway, args: &[&str]) -> (i32, String) {
-    let config = gw.config_path.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_whatsip")).arg("ring").args(&args).arg("--config").arg(&config).output().unwrap();
-        (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-    })
-    .await
-    .unwrap()
+    let (code, out, err) = gw.ring(args).await.unwrap();
+    (code, format!("{out}{err}"))
 }
 
 #[tokio::test]

@@ -24,21 +24,11 @@ async fn ringing_an_extension_answers_the_pbxs_challenge() {
     let mut cfg = GatewayConfig::new(&dir.path().join("data"));
     cfg.extra = trunk_toml("pbx", pbx.local_port(), "");
     let gw = Gateway::start(&cfg);
-    let config = gw.config_path.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_whatsip"))
-            .args(["ring", "2001@pbx", "--seconds", "2", "--tone", "600", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
+    let (code, stdout, stderr) = gw.ring(&["2001@pbx", "--seconds", "2", "--tone", "600"]).await.unwrap();
+    if code != 0 {
         eprintln!("PBX side:\n{}", pbx.messages());
     }
-    assert!(out.status.success(), "{stdout}{}\n{}", String::from_utf8_lossy(&out.stderr), gw.log_tail());
+    assert_eq!(code, 0, "{stdout}{stderr}\n{}", gw.log_tail());
     assert!(stdout.contains("outcome: answered") && stdout.contains("2001@127.0.0.1"), "{stdout}");
     assert!(stdout.contains("heard: 6"), "the PBX echoed our 600 Hz: {stdout}");
     let done = pbx.wait().await.unwrap();
@@ -53,14 +43,7 @@ async fn whatsip_registers_to_the_pbx() {
     let mut cfg = GatewayConfig::new(&dir.path().join("data"));
     cfg.extra = trunk_toml("pbx", pbx.local_port(), "register = true\nregister_expires = 300\n");
     let gw = Gateway::start(&cfg);
-    let mut state = serde_json::Value::Null;
-    for _ in 0..100 {
-        state = gw.api_get("/api/trunks")[0]["registration"].clone();
-        if state["state"] == "registered" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let state = gw.wait_trunk_state("registered", SECS(10)).await;
     assert_eq!(state["state"], "registered", "{state}\n{}", gw.log_tail());
     let (code, out, _) = gw.cli(&["trunks"]);
     assert_eq!(code, 0);
@@ -69,22 +52,15 @@ async fn whatsip_registers_to_the_pbx() {
     pbx.wait().await.unwrap().assert_success();
 }
 
-#[test]
-fn a_refused_registration_backs_off_and_says_why() {
+#[tokio::test]
+async fn a_refused_registration_backs_off_and_says_why() {
     // Nothing listens on the PBX's address: no answer, then back-off.
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = GatewayConfig::new(&dir.path().join("data"));
     let dead = common::ports::free_udp_port();
     cfg.extra = trunk_toml("pbx", dead, "register = true\n");
     let gw = Gateway::start(&cfg);
-    let mut state = serde_json::Value::Null;
-    for _ in 0..400 {
-        state = gw.api_get("/api/trunks")[0]["registration"].clone();
-        if state["state"] == "failed" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let state = gw.wait_trunk_state("failed", SECS(40)).await;
     assert_eq!(state["state"], "failed", "{state}");
     assert_eq!(state["retry_in"], 5, "{state}");
 }

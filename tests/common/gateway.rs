@@ -195,6 +195,41 @@ impl Gateway {
         )
     }
 
+    /// Starts `whatsip ring ARGS` on a blocking thread (it lasts the whole call); await the
+    /// handle for (exit code, stdout, stderr).
+    pub fn ring(&self, args: &[&str]) -> tokio::task::JoinHandle<(i32, String, String)> {
+        let config = self.config_path.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_whatsip"))
+                .arg("ring")
+                .args(&args)
+                .arg("--config")
+                .arg(&config)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .output()
+                .expect("run whatsip ring");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    }
+
+    /// Polls `/api/trunks` until the first trunk's registration is in `state`; returns it.
+    pub async fn wait_trunk_state(&self, state: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let current = self.api_get("/api/trunks")[0]["registration"].clone();
+            if current["state"] == state || Instant::now() >= deadline {
+                return current;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// GET an admin API path with the test token, as JSON.
     pub fn api_get(&self, path: &str) -> serde_json::Value {
         let url = format!("http://{}{}", self.api, path);
