@@ -18,4 +18,12 @@ fi
 
 # Two cores: integration tests each start a gateway and phones; run a few at a time.
 export RUST_BACKTRACE=1
-cargo test --locked -- --test-threads="${WHATSIP_TEST_THREADS:-3}" "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked -- --test-threads="${WHATSIP_TEST_THREADS:-3}" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

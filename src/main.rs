@@ -131,6 +131,9 @@ fn main() -> ExitCode {
                 let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
                 let report = runtime()?.block_on(client.ring(&request))?;
                 println!("outcome: {}{}", report.outcome, report.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default());
+                for contact in &report.rang {
+                    println!("rang: {contact}");
+                }
                 if let Some(c) = &report.contact {
                     println!("answered by: {c} after {:.1} s, codec {}", report.ring_ms as f64 / 1000.0, report.codec.as_deref().unwrap_or("?"));
                     println!("talked: {:.1} s, ended by {}", report.talk_ms as f64 / 1000.0, report.ended_by.as_deref().unwrap_or("?"));

@@ -119,6 +119,7 @@ async fn all_contacts_ring_first_answer_wins_the_other_is_cancelled() {
     let (code, out, err) = join(call).await;
     assert_eq!(code, 0, "{out}\n{err}");
     assert!((heard_hz(&out) - 900.0).abs() < 27.0, "answered by the 900 Hz phone: {out}");
+    assert_eq!(out.matches("rang: ").count(), 2, "both phones rang: {out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

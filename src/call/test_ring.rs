@@ -9,7 +9,7 @@ use crate::media::ports::PortPool;
 use crate::media::record::RecordTap;
 use crate::media::rtp_leg::{spawn_rtp_leg, RtpCommand, RtpEvent, RtpLeg, RtpLegParams};
 use crate::media::{tone, wav};
-use crate::sip::leg::{self, DialRequest, DialTarget, LegEnd, LegOutcome};
+use crate::sip::leg::{self, DialRequest, DialTarget, LegEnd, LegOutcome, Progress};
 use crate::sip::sdp::AudioOffer;
 use crate::sip::SipStack;
 use base64::Engine as _;
@@ -19,8 +19,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-/// Longest test call: a test, not a conference line.
-pub const MAX_SECONDS: u32 = 3600;
+/// Longest test call: a test, not a conference line (and the recording is held in memory).
+pub const MAX_SECONDS: u32 = 600;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RingRequest {
@@ -85,7 +85,7 @@ pub struct RingReport {
     pub codec: Option<String>,
     pub ring_ms: u64,
     pub talk_ms: u64,
-    /// gateway, phone or media_timeout.
+    /// gateway, phone, dialog_ended (session timer or transport) or media_timeout.
     pub ended_by: Option<String>,
     pub packets_sent: u64,
     pub packets_received: u64,
@@ -95,6 +95,9 @@ pub struct RingReport {
     pub heard_dbfs: Option<f32>,
     pub dtmf_received: String,
     pub recording_wav_base64: Option<String>,
+    /// Contacts that reported ringing (180/183), in order.
+    #[serde(default)]
+    pub rang: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +130,7 @@ pub async fn run(sip: &SipStack, ports: &PortPool, request: RingRequest) -> Resu
     async move {
         let started = Instant::now();
         tracing::info!(%port, "ringing");
+        let (progress, mut rang) = tokio::sync::mpsc::channel(16);
         let outcome = leg::dial(
             sip,
             DialRequest {
@@ -136,7 +140,7 @@ pub async fn run(sip: &SipStack, ports: &PortPool, request: RingRequest) -> Resu
                 sdp_offer: offer.to_sdp(),
                 ring_timeout,
             },
-            None,
+            Some(progress),
         )
         .await;
         let ring_ms = started.elapsed().as_millis() as u64;
@@ -156,7 +160,13 @@ pub async fn run(sip: &SipStack, ports: &PortPool, request: RingRequest) -> Resu
             heard_dbfs: None,
             dtmf_received: String::new(),
             recording_wav_base64: None,
+            rang: Vec::new(),
         };
+        while let Ok(Progress::Ringing { contact }) = rang.try_recv() {
+            if !report.rang.contains(&contact) {
+                report.rang.push(contact);
+            }
+        }
         let mut answered = match outcome {
             LegOutcome::Answered(a) => a,
             LegOutcome::Rejected { code, reason } => {
@@ -203,9 +213,10 @@ pub async fn run(sip: &SipStack, ports: &PortPool, request: RingRequest) -> Resu
         let hangup_at = talk_started + Duration::from_secs(request.seconds.into());
         let ended_by = loop {
             tokio::select! {
-                end = answered.wait_end() => {
-                    break match end { LegEnd::RemoteHangup => "phone", LegEnd::Terminated => "phone" };
-                }
+                end = answered.wait_end() => break match end {
+                    LegEnd::RemoteHangup => "phone",
+                    LegEnd::Terminated => "dialog_ended",
+                },
                 _ = tokio::time::sleep_until(hangup_at) => break "gateway",
                 _ = tokio::time::sleep_until(next_digit), if !digits.is_empty() => {
                     let d = digits.pop().expect("not empty");
@@ -226,7 +237,7 @@ pub async fn run(sip: &SipStack, ports: &PortPool, request: RingRequest) -> Resu
         };
         report.talk_ms = talk_started.elapsed().as_millis() as u64;
         report.ended_by = Some(ended_by.into());
-        if ended_by != "phone" {
+        if ended_by == "gateway" || ended_by == "media_timeout" {
             answered.hangup().await;
         }
         let _ = commands.send(RtpCommand::Stop).await;
