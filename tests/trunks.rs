@@ -19,10 +19,23 @@ fn trunk_toml(name: &str, port: u16, extra: &str) -> String {
 
 #[tokio::test]
 async fn ringing_an_extension_answers_the_pbxs_challenge() {
-    let pbx = Sipp::spawn(&scenario("pbx_challenge_answer.xml"), "", &["-key", "pbx_user", "whatsip", "-key", "pbx_pass", "trunk-secret", "-rtp_echo"], SECS(30)).unwrap();
+    ring_pbx_extension("udp").await;
+}
+
+#[tokio::test]
+async fn ringing_an_extension_over_a_tcp_trunk() {
+    ring_pbx_extension("tcp").await;
+}
+
+async fn ring_pbx_extension(transport: &str) {
+    let mut args = vec!["-key", "pbx_user", "whatsip", "-key", "pbx_pass", "trunk-secret", "-rtp_echo"];
+    if transport == "tcp" {
+        args.extend(["-t", "t1"]);
+    }
+    let pbx = Sipp::spawn(&scenario("pbx_challenge_answer.xml"), "", &args, SECS(30)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = GatewayConfig::new(&dir.path().join("data"));
-    cfg.extra = trunk_toml("pbx", pbx.local_port(), "");
+    cfg.extra = trunk_toml("pbx", pbx.local_port(), &format!("transport = \"{transport}\"\n"));
     let gw = Gateway::start(&cfg);
     let (code, stdout, stderr) = gw.ring(&["2001@pbx", "--seconds", "2", "--tone", "600"]).await.unwrap();
     if code != 0 {
