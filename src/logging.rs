@@ -16,3 +16,20 @@ pub fn init(settings: &LogSettings) {
         eprintln!("logging already initialised: {e}");
     }
 }
+
+/// Panics become one log line each. Tokio contains a panic to the task it happened in, so the
+/// gateway goes on; the line says where, so a panic in a dependency's packet handling (ezk
+/// panics on a request with an empty Via) is visible without a backtrace per datagram.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        tracing::error!(%location, %thread, %message, "task panicked");
+    }));
+}

@@ -101,6 +101,7 @@ fn main() -> ExitCode {
         }
         Command::Serve => {
             whatsip::logging::init(&settings.log);
+            whatsip::logging::log_panics();
             match whatsip::serve::run(settings) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

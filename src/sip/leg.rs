@@ -231,7 +231,7 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
             cancel: cancel_rx.clone(),
             events: events_tx.clone(),
         };
-        let span = tracing::info_span!("fork", target = %fork.uri.default_print_ctx());
+        let span = tracing::info_span!("fork", target = %fork.uri.default_print_ctx(), call_id = tracing::field::Empty);
         tokio::spawn(fork.run().instrument(span));
     }
     drop(events_tx);
@@ -387,6 +387,9 @@ impl Fork {
             let mut provisional = false;
             'invite: loop {
                 let mut invite = initiator.create_invite();
+                if let Some(call_id) = invite.headers.get_raw(&Name::CALL_ID).next() {
+                    tracing::Span::current().record("call_id", call_id.as_str());
+                }
                 self.attach_offer(&mut invite);
                 auth.authorize_request(&mut invite.headers);
                 if let Err(e) = initiator.send_invite(invite).await {
