@@ -31,7 +31,7 @@ enum Command {
     /// Ring a phone through the running gateway, to test it: plays a tone (or a file),
     /// records what the phone sends, and reports what it heard.
     ///
-    /// USER is a registered user (1001) or an extension on a trunk (2001@pbx).
+    /// TARGET is a registered user (1001) or an extension on a trunk (2001@pbx).
     Ring {
         /// Registered user (1001) or trunk extension (2001@pbx).
         target: String,
