@@ -237,6 +237,9 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
     drop(events_tx);
 
     let deadline = Instant::now() + request.ring_timeout;
+    // After the deadline, forks get a moment to report their CANCEL's 487; one that does not
+    // (a phone gone silent) must not hold the caller for the 32 s of Timer B.
+    let grace = deadline + CANCEL_GRACE;
     let mut ends = Vec::with_capacity(fork_count);
     let mut timed_out = false;
     loop {
@@ -246,6 +249,10 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
                 timed_out = true;
                 cancel_tx.send_replace(true);
                 continue;
+            }
+            _ = sleep_until(grace), if timed_out => {
+                tokio::spawn(drain_late_answers(events));
+                break;
             }
         };
         match event {
@@ -364,6 +371,9 @@ struct Fork {
     cancel: watch::Receiver<bool>,
     events: mpsc::Sender<ForkEvent>,
 }
+
+/// How long after the ring timeout the dialer waits for cancelled forks to confirm.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// Redirects followed per fork (3xx), so a loop of redirects cannot ring forever.
 const MAX_REDIRECTS: usize = 3;
