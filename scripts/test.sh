@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+# Build: libopus through pkg-config. Test peers: baresip, sipp; sox for audio fixtures.
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config)
 command -v baresip >/dev/null || need+=(baresip)
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v sox >/dev/null || need+=(sox)
 if [ ${#need[@]} -gt 0 ]; then
-  echo "installing test peers: ${need[*]}"
+  echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,16 +1,22 @@
-//! Plain-RTP media: G.711, RFC 4733 DTMF, minimal RTCP, port allocation, the per-call RTP leg
-//! task, WAV I/O and tone analysis.
+//! Media. The plain-RTP side: G.711, RFC 4733 DTMF, minimal RTCP, port allocation, the per-call
+//! RTP leg task, WAV I/O and tone analysis. The transcoding core for the WhatsApp leg (issue 4):
+//! Opus over libopus, streaming resampler, jitter buffer and the two per-call directions, pure
+//! and allocation-free; the WebRTC leg and the bridge task that drive them come next.
 
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
 mod leg_core;
+pub mod opus;
 pub mod ports;
 pub mod record;
+pub mod resample;
 pub mod rtcp;
 pub mod rtp_header;
 pub mod rtp_leg;
 mod rx_stats;
 pub mod tone;
+pub mod transcode;
 pub mod wav;
 
 pub use g711::G711;
