@@ -3,6 +3,7 @@
 //! Opus over libopus, streaming resampler, jitter buffer and the two per-call directions, pure
 //! and allocation-free; the WebRTC leg and the bridge task that drive them come next.
 
+pub mod bridge_core;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
