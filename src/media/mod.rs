@@ -1,7 +1,8 @@
 //! Media. The plain-RTP side: G.711, RFC 4733 DTMF, minimal RTCP, port allocation, the per-call
 //! RTP leg task, WAV I/O and tone analysis. The transcoding core for the WhatsApp leg (issue 4):
-//! Opus over libopus, streaming resampler, jitter buffer and the two per-call directions, pure
-//! and allocation-free; the WebRTC leg and the bridge task that drive them come next.
+//! Opus over libopus, streaming resampler, jitter buffer and the two per-call directions (pure,
+//! allocation-free), the bridge's decision core, and Meta's SDP rules (`wa_sdp`). The WebRTC
+//! leg and the bridge task that drive them come next.
 
 pub mod bridge_core;
 pub mod dtmf;
@@ -18,6 +19,8 @@ pub mod rtp_leg;
 mod rx_stats;
 pub mod tone;
 pub mod transcode;
+pub mod wa_sdp;
+mod wa_sdp_build;
 pub mod wav;
 
 pub use g711::G711;
