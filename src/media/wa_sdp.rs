@@ -9,8 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 pub use super::wa_sdp_build::{
-    build_answer, build_offer, check_local_sdp, fix_stack_answer, AnswerParams, LocalRole,
-    OfferParams,
+    build_answer, build_offer, check_local_sdp, fix_stack_answer, LocalMedia, LocalRole,
 };
 
 /// Meta's SDP offer on a user-initiated call (connect webhook `session.sdp`, §2.2).

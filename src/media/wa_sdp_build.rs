@@ -18,22 +18,11 @@ const OFFER_DTMF_PT: u8 = 126;
 const OFFER_MID: &str = "audio";
 const PROFILE: &str = "UDP/TLS/RTP/SAVPF";
 
-/// Our side of a user-initiated call. `candidates` are our host candidates (config public
-/// address and port); empty is allowed, see §5.4.
+/// Our side of the WebRTC session, for our answer (user-initiated calls) and our offer
+/// (business-initiated). `candidates` are our host candidates (config public address and port);
+/// empty is allowed, see §5.4.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnswerParams {
-    pub ice_ufrag: String,
-    pub ice_pwd: String,
-    pub fingerprint: Fingerprint,
-    pub candidates: Vec<Candidate>,
-    pub ssrc: u32,
-    pub cname: String,
-    pub session_id: u64,
-}
-
-/// Our side of a business-initiated call; same contents as [`AnswerParams`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OfferParams {
+pub struct LocalMedia {
     pub ice_ufrag: String,
     pub ice_pwd: String,
     pub fingerprint: Fingerprint,
@@ -54,7 +43,7 @@ pub enum LocalRole<'a> {
 
 /// Our answer to Meta's offer. A pure function of its inputs: build it once and send the same
 /// text in pre_accept and accept ("accept SDP must equal pre_accept", §8.1).
-pub fn build_answer(offer: &MetaOffer, params: &AnswerParams) -> String {
+pub fn build_answer(offer: &MetaOffer, local: &LocalMedia) -> String {
     let plan = Plan {
         mid: offer.mid.as_deref(),
         // RFC 8843 §7.3: an answer only bundles what the offer bundled.
@@ -70,24 +59,12 @@ pub fn build_answer(offer: &MetaOffer, params: &AnswerParams) -> String {
             .filter(|t| t.clock_rate == 8000)
             .map(|t| t.pt),
     };
-    let p = params;
-    render(
-        &Local {
-            ufrag: &p.ice_ufrag,
-            pwd: &p.ice_pwd,
-            fingerprint: &p.fingerprint,
-            candidates: &p.candidates,
-            ssrc: p.ssrc,
-            cname: &p.cname,
-            session_id: p.session_id,
-        },
-        &plan,
-    )
+    render(local, &plan)
 }
 
 /// Our offer on a business-initiated call. RFC 5763 §5: the offerer says `actpass`; Meta answers
 /// `active` (§5.1). Full ICE against Meta's ice-lite makes us controlling (RFC 8445 §6.1.1), as §5.2 asks.
-pub fn build_offer(params: &OfferParams) -> String {
+pub fn build_offer(local: &LocalMedia) -> String {
     let plan = Plan {
         mid: Some(OFFER_MID),
         bundle: true,
@@ -98,19 +75,7 @@ pub fn build_offer(params: &OfferParams) -> String {
         // §5.2: offer telephone-event/8000 explicitly for business-initiated calls.
         dtmf_pt: Some(OFFER_DTMF_PT),
     };
-    let p = params;
-    render(
-        &Local {
-            ufrag: &p.ice_ufrag,
-            pwd: &p.ice_pwd,
-            fingerprint: &p.fingerprint,
-            candidates: &p.candidates,
-            ssrc: p.ssrc,
-            cname: &p.cname,
-            session_id: p.session_id,
-        },
-        &plan,
-    )
+    render(local, &plan)
 }
 
 /// Every way `sdp`, which we are about to send, breaks Meta's rules (§5.2) or the offer/answer
@@ -373,16 +338,6 @@ pub fn fix_stack_answer(stack_sdp: &str, offer: &MetaOffer) -> Result<String, Wa
     Ok(sdp)
 }
 
-struct Local<'a> {
-    ufrag: &'a str,
-    pwd: &'a str,
-    fingerprint: &'a Fingerprint,
-    candidates: &'a [Candidate],
-    ssrc: u32,
-    cname: &'a str,
-    session_id: u64,
-}
-
 struct Plan<'a> {
     mid: Option<&'a str>,
     bundle: bool,
@@ -406,7 +361,7 @@ fn answer_opus_fmtp(offer: &MetaOffer) -> String {
 }
 
 /// Lines in a fixed order so the same inputs always give the same bytes (§8.1).
-fn render(local: &Local<'_>, plan: &Plan<'_>) -> String {
+fn render(local: &LocalMedia, plan: &Plan<'_>) -> String {
     let mut out = String::with_capacity(1024);
     macro_rules! sdp_line {
         ($($arg:tt)*) => {{
@@ -442,8 +397,8 @@ fn render(local: &Local<'_>, plan: &Plan<'_>) -> String {
     if let Some(mid) = plan.mid {
         sdp_line!("a=mid:{mid}");
     }
-    sdp_line!("a=ice-ufrag:{}", local.ufrag);
-    sdp_line!("a=ice-pwd:{}", local.pwd);
+    sdp_line!("a=ice-ufrag:{}", local.ice_ufrag);
+    sdp_line!("a=ice-pwd:{}", local.ice_pwd);
     sdp_line!(
         "a=fingerprint:{} {}",
         local.fingerprint.algorithm,
@@ -461,7 +416,7 @@ fn render(local: &Local<'_>, plan: &Plan<'_>) -> String {
     // §5.2: exactly one SSRC; Meta's relay rewrites it and several corrupt the stream.
     sdp_line!("a=ssrc:{} cname:{}", local.ssrc, local.cname);
     // No a=end-of-candidates: we do not trickle (§5.2) and non-trickle SDP omits it (RFC 8840 §4.1).
-    for c in local.candidates {
+    for c in &local.candidates {
         sdp_line!("a={c}");
     }
     out

@@ -4,8 +4,8 @@ use super::*;
 
 const FP: &str = "sha-256 4F:2A:91:0C:77:E3:5D:18:B6:C9:A0:3E:52:F7:11:8D:6B:04:CE:95:27:D1:7A:E8:33:5F:90:2B:C4:66:1E:A7";
 
-fn params() -> AnswerParams {
-    AnswerParams {
+fn params() -> LocalMedia {
+    LocalMedia {
         ice_ufrag: "WhIp".into(),
         ice_pwd: "0123456789abcdefghijkl".into(),
         fingerprint: Fingerprint {
@@ -193,17 +193,7 @@ fn answer_without_candidates_or_with_ipv6_only() {
 
 #[test]
 fn offer_is_what_meta_expects_and_round_trips() {
-    let p = params();
-    let op = OfferParams {
-        ice_ufrag: p.ice_ufrag,
-        ice_pwd: p.ice_pwd,
-        fingerprint: p.fingerprint,
-        candidates: p.candidates,
-        ssrc: p.ssrc,
-        cname: p.cname,
-        session_id: p.session_id,
-    };
-    let sdp = build_offer(&op);
+    let sdp = build_offer(&params());
     assert!(
         sdp.contains("a=group:BUNDLE audio\r\nm=audio 40000 UDP/TLS/RTP/SAVPF 111 126\r\n"),
         "{sdp}"
@@ -220,7 +210,7 @@ fn offer_is_what_meta_expects_and_round_trips() {
         (o.opus.pt, o.telephone_event.map(|t| t.pt), o.mid.as_deref()),
         (111, Some(126), Some("audio"))
     );
-    assert_eq!(o.candidates, op.candidates);
+    assert_eq!(o.candidates, params().candidates);
     // Our answer to our own offer is compliant too.
     assert_eq!(
         check_local_sdp(&build_answer(&o, &params()), LocalRole::AnswerTo(&o)),
