@@ -18,6 +18,19 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# Python test peers (aiortc playing Meta) in a virtualenv inside the project, reinstalled only
+# when their pinned requirements change.
+if [ ! -x .venv/bin/python ] || ! cmp -s tests/peers/requirements.txt .venv/.requirements; then
+  if ! python3 -m venv .venv 2>/dev/null; then
+    rm -rf .venv
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .venv
+  fi
+  .venv/bin/python -m pip install -q --disable-pip-version-check --only-binary=:all: -r tests/peers/requirements.txt
+  cp tests/peers/requirements.txt .venv/.requirements
+fi
+
 # Two cores: integration tests each start a gateway and phones; run a few at a time.
 export RUST_BACKTRACE=1
 log=$(mktemp)
