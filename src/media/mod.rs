@@ -1,8 +1,9 @@
 //! Media. The plain-RTP side: G.711, RFC 4733 DTMF, minimal RTCP, port allocation, the per-call
 //! RTP leg task, WAV I/O and tone analysis. The transcoding core for the WhatsApp leg (issue 4):
 //! Opus over libopus, streaming resampler, jitter buffer and the two per-call directions (pure,
-//! allocation-free), the bridge's decision core, and Meta's SDP rules (`wa_sdp`). The WebRTC
-//! leg and the bridge task that drive them come next.
+//! allocation-free), the bridge's decision core, Meta's SDP rules (`wa_sdp`) and the WebRTC leg
+//! that answers Meta's offer (`webrtc_leg`). The per-call bridge task that joins the two legs
+//! through these comes next.
 
 pub mod bridge_core;
 pub mod dtmf;
@@ -21,6 +22,7 @@ pub mod tone;
 pub mod transcode;
 pub mod wa_sdp;
 mod wa_sdp_build;
+pub mod webrtc_leg;
 pub mod wav;
 
 pub use g711::G711;
