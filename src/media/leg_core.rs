@@ -602,7 +602,7 @@ mod tests {
         let nat: SocketAddr = NAT.parse().unwrap();
         c.on_rtp(now, nat, &peer_packet(18, 1, 0, &[0; 20]), None); // G.729: not ours
         c.on_rtp(now, nat, &[0x40; 20], None); // not RTP v2
-        assert_eq!(c.rtp_dest(), PEER.parse().unwrap());
+        assert_eq!(c.rtp_dest(), PEER.parse::<SocketAddr>().unwrap());
         c.on_rtp(now, nat, &peer_packet(0, 1, 0, &[0xFF; 160]), None);
         assert_eq!(c.rtp_dest(), nat);
         assert_eq!(events(&mut c), [RtpEvent::FirstPacket { from: nat }]);

@@ -137,7 +137,7 @@ mod tests {
         assert!(offer.lines().all(|_| true) && offer.contains("\r\n"));
         let n = negotiate(&parse(offer.as_bytes()).unwrap()).unwrap();
         assert_eq!(n.codec, G711::Pcmu);
-        assert_eq!(n.remote_rtp, "127.0.0.1:20000".parse().unwrap());
+        assert_eq!(n.remote_rtp, "127.0.0.1:20000".parse::<SocketAddr>().unwrap());
         assert_eq!(n.remote_rtcp.port(), 20001);
         assert_eq!(n.dtmf_pt, Some(OFFER_DTMF_PT));
         assert!(!n.on_hold);
