@@ -5,85 +5,12 @@
 
 mod common;
 
-use std::process::Stdio;
+use common::meta_peer::MetaPeer;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
 use whatsip::media::dtmf::{DtmfReceiver, DtmfSender};
 use whatsip::media::opus::{OpusDecoder, OpusEncoder, MAX_PACKET};
 use whatsip::media::tone::{dominant_frequency, sine};
 use whatsip::media::webrtc_leg::{answer_offer, WebRtcConfig, WebRtcEvent};
-
-/// The aiortc Meta peer as a child process speaking JSON lines.
-struct MetaPeer {
-    child: Child,
-    stdin: ChildStdin,
-    events: mpsc::UnboundedReceiver<serde_json::Value>,
-    seen: Vec<serde_json::Value>,
-}
-
-impl MetaPeer {
-    fn start() -> MetaPeer {
-        let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-        assert!(py.exists(), "{} missing: run scripts/test.sh, which creates the test virtualenv", py.display());
-        let mut child = Command::new(py)
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/meta_peer.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start meta_peer.py");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        MetaPeer { child, stdin, events, seen: Vec::new() }
-    }
-
-    async fn send(&mut self, cmd: serde_json::Value) {
-        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
-        self.stdin.flush().await.unwrap();
-    }
-
-    /// Collects events until one named `name` arrives.
-    async fn wait(&mut self, name: &str, limit: Duration) -> serde_json::Value {
-        if let Some(v) = self.seen.iter().find(|v| v["event"] == name) {
-            return v.clone();
-        }
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(v)) => {
-                    self.seen.push(v.clone());
-                    if v["event"] == "error" {
-                        panic!("meta peer error: {v}");
-                    }
-                    if v["event"] == name {
-                        return v;
-                    }
-                }
-                _ => panic!("no {name:?} event from the meta peer within {limit:?}; saw {:?}", self.seen),
-            }
-        }
-    }
-
-    /// Events seen so far, including any still queued.
-    fn drain(&mut self) -> &[serde_json::Value] {
-        while let Ok(v) = self.events.try_recv() {
-            self.seen.push(v);
-        }
-        &self.seen
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_leg_against_aiortc_playing_meta_tones_and_dtmf_both_ways() {

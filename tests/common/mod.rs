@@ -7,6 +7,7 @@ pub mod audio;
 pub mod baresip;
 pub mod ctrl;
 pub mod gateway;
+pub mod meta_peer;
 pub mod ports;
 pub mod process;
 pub mod sip_client;

@@ -1,0 +1,77 @@
+//! The aiortc peer that plays Meta (`tests/peers/meta_peer.py`), driven over JSON lines.
+
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+/// The aiortc Meta peer as a child process speaking JSON lines.
+pub struct MetaPeer {
+    pub child: Child,
+    stdin: ChildStdin,
+    events: mpsc::UnboundedReceiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl MetaPeer {
+    pub fn start() -> MetaPeer {
+        let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+        assert!(py.exists(), "{} missing: run scripts/test.sh, which creates the test virtualenv", py.display());
+        let mut child = Command::new(py)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/meta_peer.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start meta_peer.py");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        MetaPeer { child, stdin, events, seen: Vec::new() }
+    }
+
+    pub async fn send(&mut self, cmd: serde_json::Value) {
+        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Collects events until one named `name` arrives.
+    pub async fn wait(&mut self, name: &str, limit: Duration) -> serde_json::Value {
+        if let Some(v) = self.seen.iter().find(|v| v["event"] == name) {
+            return v.clone();
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(v)) => {
+                    self.seen.push(v.clone());
+                    if v["event"] == "error" {
+                        panic!("meta peer error: {v}");
+                    }
+                    if v["event"] == name {
+                        return v;
+                    }
+                }
+                _ => panic!("no {name:?} event from the meta peer within {limit:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Events seen so far, including any still queued.
+    pub fn drain(&mut self) -> &[serde_json::Value] {
+        while let Ok(v) = self.events.try_recv() {
+            self.seen.push(v);
+        }
+        &self.seen
+    }
+}
