@@ -3,8 +3,9 @@
 //! Opus over libopus, streaming resampler, jitter buffer and the two per-call directions (pure,
 //! allocation-free), the bridge's decision core, Meta's SDP rules (`wa_sdp`) and the WebRTC leg
 //! that answers Meta's offer (`webrtc_leg`). The per-call bridge task that joins the two legs
-//! through these comes next.
+//! through these is `bridge`.
 
+pub mod bridge;
 pub mod bridge_core;
 pub mod dtmf;
 pub mod g711;

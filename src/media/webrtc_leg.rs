@@ -224,12 +224,35 @@ impl WebRtcLeg {
         self.send(pt, event_payload, timestamp, marker).await
     }
 
+    /// An empty RTCP receiver report (RFC 3550 §6.4.2) on our SSRC: keeps the path alive
+    /// between connect and accept without audio (§5.2, §8.5); RTCP is not media, so it does not
+    /// answer the call (§1.3). webrtc-rs sends no SR before our first RTP packet, and an RR only
+    /// once Meta's RTP has arrived, so this cannot be left to its interceptors.
+    pub async fn send_rtcp_keepalive(&self) -> Result<(), WebRtcError> {
+        let rr = rtc::rtcp::receiver_report::ReceiverReport {
+            ssrc: self.ssrc,
+            ..Default::default()
+        };
+        self.track.write_rtcp(vec![Box::new(rr)]).await?;
+        Ok(())
+    }
+
     pub fn events(&mut self) -> &mut mpsc::Receiver<WebRtcEvent> {
         &mut self.events
     }
 
     pub fn incoming(&mut self) -> &mut mpsc::Receiver<IncomingRtp> {
         &mut self.incoming
+    }
+
+    /// Both receivers at once, for a task that `select!`s over them in one loop.
+    pub fn receivers(
+        &mut self,
+    ) -> (
+        &mut mpsc::Receiver<WebRtcEvent>,
+        &mut mpsc::Receiver<IncomingRtp>,
+    ) {
+        (&mut self.events, &mut self.incoming)
     }
 
     /// Closes the connection (DTLS close_notify to Meta) and stops its driver.
