@@ -190,8 +190,8 @@ pub async fn run(sip: &SipStack, ports: &PortPool, request: RingRequest) -> Resu
 
         let talk_started = Instant::now();
         let mut params = RtpLegParams::new(rtp, rtcp, answered.audio.remote_rtp, answered.audio.codec);
-        params.remote_rtcp = answered.audio.remote_rtcp;
-        params.dtmf_pt = answered.audio.dtmf_pt;
+        params.media.remote_rtcp = answered.audio.remote_rtcp;
+        params.media.dtmf_pt = answered.audio.dtmf_pt;
         params.media_timeout = Duration::from_secs(settings.rtp.media_timeout_seconds.into());
         // The tap feeds the "heard" analysis even when no recording is returned.
         let tap = RecordTap::new(request.seconds + 2);

@@ -30,6 +30,8 @@ use super::rtp_header::{self, RtpHeader, HEADER_LEN};
 use super::transcode::{DecodeConfig, Decoded, EncodeConfig, G711ToOpus, OpusToG711, G711_FRAME};
 use super::webrtc_leg::{IncomingRtp, WebRtcEvent, WebRtcLeg};
 
+pub use super::rtp_leg::PhoneMedia;
+
 /// Commands from call logic are rare (attach, accept, hold, hang up).
 const COMMAND_QUEUE: usize = 8;
 /// Events are a handful per call; a full queue means call logic is gone or stuck.
@@ -45,19 +47,6 @@ const PHONE_DTMF_GRACE: u32 = G711::CLOCK_RATE / 4;
 const WA_DTMF_GRACE: u32 = 48_000 / 4;
 const MTU: usize = 1500;
 const CNAME: &str = "whatsip";
-
-/// The phone leg's negotiated media. The sockets are ours from here on.
-#[derive(Debug)]
-pub struct PhoneMedia {
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
-    /// From the phone's SDP; replaced by the real source on its first packet (symmetric RTP).
-    pub remote_rtp: SocketAddr,
-    pub remote_rtcp: SocketAddr,
-    pub codec: G711,
-    /// telephone-event/8000 payload type, if the phone offered it.
-    pub dtmf_pt: Option<u8>,
-}
 
 #[derive(Debug)]
 pub enum BridgeCommand {

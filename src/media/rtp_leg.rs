@@ -24,15 +24,22 @@ const DATAGRAM: usize = 1500;
 const STOPPED_SEND_WAIT: Duration = Duration::from_secs(1);
 const _: () = assert!(HEADER_LEN + MAX_FRAME <= DATAGRAM);
 
-pub struct RtpLegParams {
+/// A phone's (or PBX's) negotiated G.711 stream. The sockets are the owner's from here on.
+#[derive(Debug)]
+pub struct PhoneMedia {
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
+    /// From the phone's SDP; replaced by the real source on its first packet (symmetric RTP).
     pub remote_rtp: SocketAddr,
     /// RTP port + 1 normally; equal to `remote_rtp` for rtcp-mux (RFC 5761).
     pub remote_rtcp: SocketAddr,
     pub codec: G711,
-    /// Negotiated telephone-event payload type, if any.
+    /// Negotiated telephone-event/8000 payload type, if any.
     pub dtmf_pt: Option<u8>,
+}
+
+pub struct RtpLegParams {
+    pub media: PhoneMedia,
     /// Packet time in ms, 1..=60 (20 almost everywhere).
     pub ptime_ms: u32,
     /// Silence from the peer after which [`RtpEvent::MediaTimeout`] is emitted.
@@ -51,12 +58,7 @@ impl RtpLegParams {
     ) -> RtpLegParams {
         let remote_rtcp = SocketAddr::new(remote_rtp.ip(), remote_rtp.port().wrapping_add(1));
         RtpLegParams {
-            rtp,
-            rtcp,
-            remote_rtp,
-            remote_rtcp,
-            codec,
-            dtmf_pt: None,
+            media: PhoneMedia { rtp, rtcp, remote_rtp, remote_rtcp, codec, dtmf_pt: None },
             ptime_ms: 20,
             media_timeout: Duration::from_secs(30),
             rtcp_interval: Duration::from_secs(5),
@@ -182,18 +184,14 @@ async fn run(
     mut commands: mpsc::Receiver<RtpCommand>,
     events: mpsc::Sender<RtpEvent>,
 ) -> RtpLegOutcome {
-    let RtpLegParams {
-        rtp,
-        rtcp,
-        rtcp_interval,
-        ..
-    } = params;
+    let RtpLegParams { media, rtcp_interval, .. } = params;
+    let PhoneMedia { rtp, rtcp, .. } = media;
     let cfg = LegConfig {
-        codec: params.codec,
-        dtmf_pt: params.dtmf_pt,
+        codec: media.codec,
+        dtmf_pt: media.dtmf_pt,
         ptime_ms: params.ptime_ms,
-        remote_rtp: params.remote_rtp,
-        remote_rtcp: params.remote_rtcp,
+        remote_rtp: media.remote_rtp,
+        remote_rtcp: media.remote_rtcp,
         media_timeout: params.media_timeout,
     };
     let start = StreamStart {
@@ -356,12 +354,13 @@ mod tests {
     }
 
     fn params(s: Side, remote_rtp: SocketAddr, remote_rtcp: SocketAddr) -> RtpLegParams {
-        RtpLegParams {
-            remote_rtcp,
-            dtmf_pt: Some(101),
+        let mut p = RtpLegParams {
             rtcp_interval: Duration::from_millis(100),
             ..RtpLegParams::new(s.rtp, s.rtcp, remote_rtp, G711::Pcma)
-        }
+        };
+        p.media.remote_rtcp = remote_rtcp;
+        p.media.dtmf_pt = Some(101);
+        p
     }
 
     async fn stop(leg: RtpLeg) -> (RtpLegOutcome, Vec<RtpEvent>) {
