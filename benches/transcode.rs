@@ -352,15 +352,7 @@ fn encode_direction(phone: &[[u8; 160]], reference: &[i16], config: EncodeConfig
         }
     }
     let bytes = packets.iter().map(Vec::len).sum::<usize>() as f64 / packets.len() as f64;
-    // A neutral receiver at 8 kHz: what reached WhatsApp, on the reference's scale.
-    let mut dec = OpusDecoder::new(8000).unwrap();
-    let mut heard = Vec::new();
-    let mut pcm = [0i16; 160];
-    for p in &packets {
-        dec.decode(p, &mut pcm).unwrap();
-        heard.extend_from_slice(&pcm);
-    }
-    let to_whatsapp = Quality::measure(reference, &heard);
+    let to_whatsapp = Quality::measure(reference, &decode_at_8k(&packets));
     let mut rx = OpusToG711::new(LAW, DecodeConfig::default()).unwrap();
     let mut back = Vec::new();
     let mut out = [0u8; 160];
@@ -396,14 +388,7 @@ fn uncapped_48k(phone: &[[u8; 160]], reference: &[i16]) -> (Stat, f64, Quality) 
         }
     }
     let bytes = packets.iter().map(Vec::len).sum::<usize>() as f64 / packets.len() as f64;
-    let mut dec = OpusDecoder::new(8000).unwrap();
-    let mut heard = Vec::new();
-    let mut pcm = [0i16; 160];
-    for p in &packets {
-        dec.decode(p, &mut pcm).unwrap();
-        heard.extend_from_slice(&pcm);
-    }
-    (Stat::of(&t), bytes, Quality::measure(reference, &heard))
+    (Stat::of(&t), bytes, Quality::measure(reference, &decode_at_8k(&packets)))
 }
 
 fn lossy_round_trip(
@@ -640,4 +625,16 @@ fn cpu_model() -> String {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// A neutral receiver at 8 kHz: what reached WhatsApp, on the reference's scale.
+fn decode_at_8k(packets: &[Vec<u8>]) -> Vec<i16> {
+    let mut dec = OpusDecoder::new(8000).unwrap();
+    let mut heard = Vec::with_capacity(packets.len() * 160);
+    let mut pcm = [0i16; 160];
+    for p in packets {
+        dec.decode(p, &mut pcm).unwrap();
+        heard.extend_from_slice(&pcm);
+    }
+    heard
 }
