@@ -182,8 +182,7 @@ pub struct BridgeCore {
     accept_pending: bool,
     phone: PhoneLeg,
     timers: TimerTable,
-    /// A packet arrived since the last tick; the shell holds the payload, we decide its fate.
-    wa_frame: bool,
+    /// A phone packet arrived since the last tick; the shell holds the payload, we decide its fate.
     phone_frame: bool,
     seen_wa_audio: bool,
     seen_phone_audio: bool,
@@ -198,7 +197,6 @@ impl BridgeCore {
             accept_pending: false,
             phone: PhoneLeg::None,
             timers: TimerTable::default(),
-            wa_frame: false,
             phone_frame: false,
             seen_wa_audio: false,
             seen_phone_audio: false,
@@ -309,7 +307,6 @@ impl BridgeCore {
             self.seen_wa_audio = true;
             self.push_event(BridgeEvent::FirstWhatsAppAudio);
         }
-        self.wa_frame = true;
         if self.state == BridgeState::Accepted {
             self.arm(Timer::WhatsAppMedia, now);
         }
@@ -401,7 +398,6 @@ impl BridgeCore {
     }
 
     fn on_tick(&mut self, due: Instant, now: Instant) {
-        let wa_frame = std::mem::take(&mut self.wa_frame);
         let phone_frame = std::mem::take(&mut self.phone_frame);
         if self.state == BridgeState::Accepted {
             let kind = if phone_frame && self.phone == PhoneLeg::Bridged {
@@ -412,7 +408,10 @@ impl BridgeCore {
             self.out.push_back(Command::SendToWhatsApp { kind });
         }
         let to_phone = match self.phone {
-            PhoneLeg::Bridged if wa_frame => Some(ToPhone::AudioFromWhatsApp),
+            // Once WhatsApp has spoken, every tick draws from its jitter buffer, which knows
+            // better than "did a packet arrive this tick": it smooths bursts, and it turns gaps
+            // into FEC, concealment or silence.
+            PhoneLeg::Bridged if self.seen_wa_audio => Some(ToPhone::AudioFromWhatsApp),
             PhoneLeg::Bridged | PhoneLeg::Held => Some(ToPhone::Silence),
             PhoneLeg::None => None,
         };

@@ -442,3 +442,29 @@ fn late_shell_catches_up_a_few_ticks_then_resyncs() {
     assert_eq!(d.wa_frames().len(), n + 4);
     assert_eq!(d.drain(), Some(d.at(3 * SEC + 20 * MS)));
 }
+
+#[test]
+fn phone_draws_from_the_whatsapp_jitter_buffer_every_tick_once_whatsapp_spoke() {
+    let mut d = Driver::connected();
+    d.input(|c, now| c.phone_answered(now).unwrap());
+    d.input(|c, now| c.bridge(now).unwrap());
+    d.input(|c, now| c.accept(now).unwrap());
+    // Before WhatsApp's first packet the phone hears silence.
+    d.idle_until(300 * MS);
+    assert_eq!(d.count(TO_PHONE_AUDIO, Duration::ZERO, 300 * MS), 0);
+    assert!(d.count(TO_PHONE_SILENCE, Duration::ZERO, 300 * MS) > 5);
+    // Packets then arrive in bursts of three every 60 ms (jitter): every tick still draws a
+    // frame, so the buffer smooths the bursts instead of the phone hearing gaps.
+    let mut n = 0u32;
+    d.run_until(1300 * MS, |c, now| {
+        if n.is_multiple_of(3) {
+            for _ in 0..3 {
+                c.wa_audio_received(now);
+            }
+        }
+        n += 1;
+    });
+    let ticks = d.count(TO_PHONE_AUDIO, 400 * MS, 1300 * MS);
+    assert!(ticks >= 44, "a frame drawn every 20 ms tick: {ticks} in 900 ms");
+    assert_eq!(d.count(TO_PHONE_SILENCE, 400 * MS, 1300 * MS), 0);
+}
