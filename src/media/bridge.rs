@@ -23,6 +23,7 @@ use super::bridge_core::{
 };
 use super::dtmf::{DtmfReceiver, DtmfSender, DEFAULT_TONE_MS};
 use super::g711::G711;
+use super::latch::{Admit, Latch};
 use super::jitter::{JitterBuffer, JitterConfig, JitterStats};
 use super::opus::RTP_TIMESTAMP_STEP;
 use super::rtcp::{self, SenderInfo};
@@ -104,11 +105,11 @@ pub fn spawn_bridge(webrtc: WebRtcLeg, config: BridgeConfig) -> BridgeHandle {
 }
 
 struct Phone {
+    /// As negotiated; never rewritten, so the rtcp-mux check keeps its meaning after a latch.
     media: PhoneMedia,
-    /// Symmetric RTP (RFC 4961), latched once on the first valid packet as `leg_core` does, so
-    /// a stray sender cannot take the stream over later.
-    latched: bool,
-    rtcp_latched: bool,
+    /// Where RTP and RTCP go (symmetric RTP, see [`Latch`]).
+    rtp_to: Latch,
+    rtcp_to: Latch,
     ssrc: u32,
     seq: u16,
     timestamp: u32,
@@ -263,9 +264,9 @@ impl Bridge {
             self.codecs = Codecs::new(law);
         }
         self.phone = Some(Phone {
+            rtp_to: Latch::new(media.remote_rtp),
+            rtcp_to: Latch::new(media.remote_rtcp),
             media,
-            latched: false,
-            rtcp_latched: false,
             ssrc: rand::random(),
             seq: rand::random(),
             timestamp: rand::random(),
@@ -313,7 +314,7 @@ impl Bridge {
         let h = packet.header;
         let is_audio = h.payload_type == phone.media.codec.payload_type();
         let is_dtmf = Some(h.payload_type) == phone.media.dtmf_pt;
-        if !(is_audio || is_dtmf) || !latch(phone, from) {
+        if !(is_audio || is_dtmf) || phone.rtp_to.admit(from) == Admit::Stranger {
             self.stats.phone_packets_ignored += 1;
             return;
         }
@@ -338,17 +339,13 @@ impl Bridge {
     }
 
     /// The phone's reports change nothing we do; only where they come from matters: like RTP,
-    /// RTCP is latched once to its real source (symmetric RTCP, RFC 4961), as `leg_core` does.
+    /// RTCP is latched once to its real source (symmetric RTCP, RFC 4961).
     fn on_phone_rtcp(&mut self, n: usize, from: SocketAddr) {
         let Some(phone) = self.phone.as_mut() else {
             return;
         };
-        if phone.rtcp_latched {
-            return;
-        }
         if rtcp::parse_compound(&self.rtcp_in[..n]).any(|p| p.is_ok()) {
-            phone.rtcp_latched = true;
-            phone.media.remote_rtcp = from;
+            phone.rtcp_to.admit(from);
         }
     }
 
@@ -503,7 +500,7 @@ impl Bridge {
         match phone
             .media
             .rtp
-            .send_to(&self.out[..len], phone.media.remote_rtp)
+            .send_to(&self.out[..len], phone.rtp_to.dest())
             .await
         {
             Ok(_) => self.stats.phone_packets_sent += 1,
@@ -537,10 +534,11 @@ impl Bridge {
         ) else {
             return;
         };
+        // rtcp-mux (RFC 5761) is what was negotiated, whatever the latches learned since.
         let (socket, dest) = if phone.media.remote_rtcp == phone.media.remote_rtp {
-            (&phone.media.rtp, phone.media.remote_rtp)
+            (&phone.media.rtp, phone.rtp_to.dest())
         } else {
-            (&phone.media.rtcp, phone.media.remote_rtcp)
+            (&phone.media.rtcp, phone.rtcp_to.dest())
         };
         if socket.send_to(&self.out[..n], dest).await.is_ok() {
             self.stats.phone_rtcp_sent += 1;
@@ -577,18 +575,6 @@ impl Codecs {
 }
 
 /// Symmetric RTP (RFC 4961), once, like `leg_core::latch`.
-fn latch(phone: &mut Phone, from: SocketAddr) -> bool {
-    if phone.latched {
-        return from == phone.media.remote_rtp;
-    }
-    phone.latched = true;
-    if from != phone.media.remote_rtp {
-        tracing::info!(sdp = %phone.media.remote_rtp, actual = %from, "symmetric RTP: latching to media source");
-        phone.media.remote_rtp = from;
-    }
-    true
-}
-
 fn push_digit(queue: &mut std::collections::VecDeque<char>, d: char) {
     if queue.len() < DTMF_QUEUE {
         queue.push_back(d);

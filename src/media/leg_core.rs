@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::latch::{Admit, Latch};
 use super::dtmf::{DtmfReceiver, DtmfSender, DEFAULT_TONE_MS};
 use super::g711::G711;
 use super::record::RecordTap;
@@ -61,11 +62,9 @@ pub(super) struct LegCore {
     dtmf_queue: VecDeque<char>,
     dtmf_rx: DtmfReceiver,
     rx: RxStats,
-    /// Where RTP goes: the SDP address until the first valid packet, then its source.
-    rtp_dest: SocketAddr,
-    latched: bool,
-    rtcp_dest: SocketAddr,
-    rtcp_latched: bool,
+    /// Where RTP and RTCP go: the SDP addresses until the first valid packet, then its source.
+    rtp_to: Latch,
+    rtcp_to: Latch,
     epoch: Instant,
     last_rx: Instant,
     timed_out: bool,
@@ -99,10 +98,8 @@ impl LegCore {
             dtmf_queue: VecDeque::with_capacity(32),
             dtmf_rx: DtmfReceiver::new(),
             rx: RxStats::default(),
-            rtp_dest: cfg.remote_rtp,
-            latched: false,
-            rtcp_dest: cfg.remote_rtcp,
-            rtcp_latched: false,
+            rtp_to: Latch::new(cfg.remote_rtp),
+            rtcp_to: Latch::new(cfg.remote_rtcp),
             epoch: now,
             last_rx: now,
             timed_out: false,
@@ -118,7 +115,7 @@ impl LegCore {
     }
 
     pub(super) fn rtp_dest(&self) -> SocketAddr {
-        self.rtp_dest
+        self.rtp_to.dest()
     }
 
     /// rtcp-mux (RFC 5761) is signalled by an RTCP address equal to the RTP one.
@@ -128,9 +125,9 @@ impl LegCore {
 
     pub(super) fn rtcp_dest(&self) -> SocketAddr {
         if self.rtcp_mux() {
-            self.rtp_dest
+            self.rtp_to.dest()
         } else {
-            self.rtcp_dest
+            self.rtcp_to.dest()
         }
     }
 
@@ -315,9 +312,9 @@ impl LegCore {
                 Err(e) => tracing::debug!(%from, error = %e, "malformed RTCP ignored"),
             }
         }
-        if valid && !self.rtcp_latched {
-            self.rtcp_latched = true;
-            self.rtcp_dest = from;
+        if valid {
+            // Reports from elsewhere are still read; only where ours go is latched.
+            self.rtcp_to.admit(from);
         }
     }
 
@@ -391,25 +388,21 @@ impl LegCore {
         RtpLegStats {
             lost: self.rx.lost(),
             jitter: self.rx.jitter(),
-            remote: self.rtp_dest,
+            remote: self.rtp_to.dest(),
             ..self.stats.clone()
         }
     }
 
-    /// Symmetric RTP (RFC 4961): send to wherever the peer's media comes from. We latch once,
-    /// on the first valid packet, and then ignore other sources, so a stray or malicious
-    /// sender cannot take over the stream later in the call ("RTP bleed").
+    /// Symmetric RTP (see [`Latch`]); the first packet is also reported to the owner.
     fn latch(&mut self, from: SocketAddr) -> bool {
-        if self.latched {
-            return from == self.rtp_dest;
+        match self.rtp_to.admit(from) {
+            Admit::First => {
+                self.events.push_back(RtpEvent::FirstPacket { from });
+                true
+            }
+            Admit::Known => true,
+            Admit::Stranger => false,
         }
-        self.latched = true;
-        if from != self.rtp_dest {
-            tracing::info!(sdp = %self.rtp_dest, actual = %from, "symmetric RTP: latching to media source");
-            self.rtp_dest = from;
-        }
-        self.events.push_back(RtpEvent::FirstPacket { from });
-        true
     }
 
     fn record_received(&mut self, tap: &mut RecordTap, ssrc: u32, ts: u32, payload: &[u8]) {

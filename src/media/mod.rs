@@ -10,6 +10,7 @@ pub mod bridge_core;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+mod latch;
 mod leg_core;
 pub mod opus;
 pub mod ports;
