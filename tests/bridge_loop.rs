@@ -18,7 +18,6 @@ use whatsip::media::dtmf::{DtmfReceiver, DtmfSender};
 use whatsip::media::g711::G711;
 use whatsip::media::rtp_header::{self, RtpHeader};
 use whatsip::media::tone::{dominant_frequency, sine};
-use whatsip::media::webrtc_leg::{answer_offer, WebRtcConfig};
 
 const PHONE_DTMF_PT: u8 = 101;
 
@@ -95,13 +94,8 @@ async fn meta_and_a_fake_phone_hear_each_other_through_the_bridge() {
     let dir = tempfile::tempdir().unwrap();
     let heard_by_meta = dir.path().join("meta-heard.wav");
     let mut meta = MetaPeer::start();
-    meta.send(serde_json::json!({"cmd": "offer", "tone_hz": 1000, "record": heard_by_meta})).await;
-    let offer = meta.wait("offer", Duration::from_secs(15)).await["sdp"].as_str().unwrap().to_string();
-
     let base = common::ports::free_udp_block(20);
-    let cfg = WebRtcConfig { bind_ip: "127.0.0.1".parse().unwrap(), public_ip: None, port_min: base, port_max: base + 19 };
-    let (leg, answer) = answer_offer(&offer, &cfg).await.expect("answer Meta's offer");
-    meta.send(serde_json::json!({"cmd": "answer", "sdp": answer})).await;
+    let (leg, _) = meta.answered_by_our_leg(1000, &heard_by_meta, (base, base + 19)).await;
     let mut bridge = spawn_bridge(leg, BridgeConfig::default());
 
     meta.wait("connected", Duration::from_secs(15)).await;

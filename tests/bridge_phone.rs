@@ -15,7 +15,6 @@ use whatsip::config::{Settings, UserSettings};
 use whatsip::media::bridge::{spawn_bridge, BridgeCommand, PhoneMedia};
 use whatsip::media::bridge_core::{BridgeConfig, BridgeEvent};
 use whatsip::media::ports::PortPool;
-use whatsip::media::webrtc_leg::{answer_offer, WebRtcConfig};
 use whatsip::sip::leg::{dial, DialRequest, LegOutcome};
 use whatsip::sip::sdp::AudioOffer;
 use whatsip::sip::SipStack;
@@ -60,11 +59,7 @@ async fn whatsapp_call_bridged_to_a_baresip_phone() {
     // starts, with ICE and DTLS running while the phone rings.
     let heard_by_meta = dir.path().join("meta-heard.wav");
     let mut meta = MetaPeer::start();
-    meta.send(serde_json::json!({"cmd": "offer", "tone_hz": 1000, "record": heard_by_meta})).await;
-    let offer = meta.wait("offer", WAIT).await["sdp"].as_str().unwrap().to_string();
-    let wrtc = WebRtcConfig { bind_ip: "127.0.0.1".parse().unwrap(), public_ip: None, port_min: rtp_base + 20, port_max: rtp_base + 39 };
-    let (leg, answer) = answer_offer(&offer, &wrtc).await.unwrap();
-    meta.send(serde_json::json!({"cmd": "answer", "sdp": answer})).await;
+    let (leg, _) = meta.answered_by_our_leg(1000, &heard_by_meta, (rtp_base + 20, rtp_base + 39)).await;
     let mut bridge = spawn_bridge(leg, BridgeConfig::default());
     meta.wait("connected", WAIT).await;
 

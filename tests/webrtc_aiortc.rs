@@ -10,21 +10,16 @@ use std::time::Duration;
 use whatsip::media::dtmf::{DtmfReceiver, DtmfSender};
 use whatsip::media::opus::{OpusDecoder, OpusEncoder, MAX_PACKET};
 use whatsip::media::tone::{dominant_frequency, sine};
-use whatsip::media::webrtc_leg::{answer_offer, WebRtcConfig, WebRtcEvent};
+use whatsip::media::webrtc_leg::WebRtcEvent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_leg_against_aiortc_playing_meta_tones_and_dtmf_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let heard_by_meta = dir.path().join("meta-heard.wav");
     let mut meta = MetaPeer::start();
-    meta.send(serde_json::json!({"cmd": "offer", "tone_hz": 440, "record": heard_by_meta})).await;
-    let offer = meta.wait("offer", Duration::from_secs(15)).await["sdp"].as_str().unwrap().to_string();
-
     let base = common::ports::free_udp_block(20);
-    let cfg = WebRtcConfig { bind_ip: "127.0.0.1".parse().unwrap(), public_ip: None, port_min: base, port_max: base + 19 };
-    let (mut leg, answer) = answer_offer(&offer, &cfg).await.expect("answer Meta's offer");
+    let (mut leg, answer) = meta.answered_by_our_leg(440, &heard_by_meta, (base, base + 19)).await;
     assert!(answer.contains("a=setup:active") && answer.contains("a=ptime:20"), "{answer}");
-    meta.send(serde_json::json!({"cmd": "answer", "sdp": answer})).await;
 
     // ICE (we control, Meta is lite) and DTLS (we are the client) finish with no audio sent.
     let role = meta.wait("ice_role", Duration::from_secs(15)).await;

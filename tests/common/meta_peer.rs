@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
+use whatsip::media::webrtc_leg::{answer_offer, WebRtcConfig, WebRtcLeg};
 
 /// The aiortc Meta peer as a child process speaking JSON lines.
 pub struct MetaPeer {
@@ -73,5 +74,17 @@ impl MetaPeer {
             self.seen.push(v);
         }
         &self.seen
+    }
+
+    /// Meta offers (saying `tone_hz` once unmuted, recording what it hears into `record`), our
+    /// WebRTC leg answers on loopback ports `ports.0..=ports.1`, and the answer goes back to
+    /// Meta. Returns the leg and the answer we sent.
+    pub async fn answered_by_our_leg(&mut self, tone_hz: u32, record: &std::path::Path, ports: (u16, u16)) -> (WebRtcLeg, String) {
+        self.send(serde_json::json!({"cmd": "offer", "tone_hz": tone_hz, "record": record})).await;
+        let offer = self.wait("offer", Duration::from_secs(15)).await["sdp"].as_str().unwrap().to_string();
+        let cfg = WebRtcConfig { bind_ip: "127.0.0.1".parse().unwrap(), public_ip: None, port_min: ports.0, port_max: ports.1 };
+        let (leg, answer) = answer_offer(&offer, &cfg).await.expect("answer Meta's offer");
+        self.send(serde_json::json!({"cmd": "answer", "sdp": answer})).await;
+        (leg, answer)
     }
 }
