@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::meta_peer::MetaPeer;
 use tokio::net::UdpSocket;
-use whatsip::media::bridge::{spawn_bridge, BridgeCommand, PhoneMedia};
-use whatsip::media::bridge_core::{BridgeConfig, BridgeEvent};
+use whatsip::media::bridge::{spawn_bridge, BridgeCommand, BridgeSettings, PhoneMedia};
+use whatsip::media::bridge_core::BridgeEvent;
 use whatsip::media::dtmf::{DtmfReceiver, DtmfSender};
 use whatsip::media::g711::G711;
 use whatsip::media::rtp_header::{self, RtpHeader};
@@ -96,7 +96,7 @@ async fn meta_and_a_fake_phone_hear_each_other_through_the_bridge() {
     let mut meta = MetaPeer::start();
     let base = common::ports::free_udp_block(20);
     let (leg, _) = meta.answered_by_our_leg(1000, &heard_by_meta, (base, base + 19)).await;
-    let mut bridge = spawn_bridge(leg, BridgeConfig::default());
+    let mut bridge = spawn_bridge(leg, BridgeSettings::default());
 
     meta.wait("connected", Duration::from_secs(15)).await;
     let ev = tokio::time::timeout(Duration::from_secs(10), bridge.events.recv()).await;

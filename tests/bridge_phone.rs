@@ -12,8 +12,8 @@ use common::meta_peer::MetaPeer;
 use std::sync::Arc;
 use std::time::Duration;
 use whatsip::config::{Settings, UserSettings};
-use whatsip::media::bridge::{spawn_bridge, BridgeCommand, PhoneMedia};
-use whatsip::media::bridge_core::{BridgeConfig, BridgeEvent};
+use whatsip::media::bridge::{spawn_bridge, BridgeCommand, BridgeSettings, PhoneMedia};
+use whatsip::media::bridge_core::BridgeEvent;
 use whatsip::media::ports::PortPool;
 use whatsip::sip::leg::{dial, DialRequest, LegOutcome};
 use whatsip::sip::sdp::AudioOffer;
@@ -60,7 +60,7 @@ async fn whatsapp_call_bridged_to_a_baresip_phone() {
     let heard_by_meta = dir.path().join("meta-heard.wav");
     let mut meta = MetaPeer::start();
     let (leg, _) = meta.answered_by_our_leg(1000, &heard_by_meta, (rtp_base + 20, rtp_base + 39)).await;
-    let mut bridge = spawn_bridge(leg, BridgeConfig::default());
+    let mut bridge = spawn_bridge(leg, BridgeSettings::default());
     meta.wait("connected", WAIT).await;
 
     // Ring the phone with the SIP side's call leg.

@@ -88,8 +88,18 @@ pub struct BridgeStats {
     pub jitter: JitterStats,
 }
 
+/// Everything a bridge is started with: the core's timing and the two codec set-ups.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BridgeSettings {
+    pub timing: BridgeConfig,
+    /// Phone → WhatsApp.
+    pub encode: EncodeConfig,
+    /// WhatsApp → phone.
+    pub decode: DecodeConfig,
+}
+
 /// Spawns the bridge task. `core.start` runs now: call this once our answer SDP reached Meta.
-pub fn spawn_bridge(webrtc: WebRtcLeg, config: BridgeConfig) -> BridgeHandle {
+pub fn spawn_bridge(webrtc: WebRtcLeg, config: BridgeSettings) -> BridgeHandle {
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let task = tokio::spawn(async move {
@@ -158,8 +168,8 @@ enum Input {
 }
 
 impl Bridge {
-    fn new(leg: WebRtcLeg, config: BridgeConfig, events: mpsc::Sender<BridgeEvent>) -> Self {
-        let mut core = BridgeCore::new(config);
+    fn new(leg: WebRtcLeg, config: BridgeSettings, events: mpsc::Sender<BridgeEvent>) -> Self {
+        let mut core = BridgeCore::new(config.timing);
         // Cannot fail: a fresh core is Idle.
         core.start(Instant::now()).expect("fresh core starts");
         Bridge {
@@ -167,7 +177,7 @@ impl Bridge {
             core,
             events,
             phone: None,
-            codecs: Codecs::new(G711::Pcmu),
+            codecs: Codecs::new(G711::Pcmu, config.encode, config.decode),
             jitter: JitterBuffer::new(JitterConfig::default()),
             wa_dtmf_rx: DtmfReceiver::new(),
             wa_dtmf_tx: None,
@@ -261,7 +271,7 @@ impl Bridge {
     fn attach(&mut self, now: Instant, media: PhoneMedia) {
         let law = media.codec;
         if self.codecs.law != law {
-            self.codecs = Codecs::new(law);
+            self.codecs = Codecs::new(law, self.codecs.encode, self.codecs.decode);
         }
         self.phone = Some(Phone {
             rtp_to: Latch::new(media.remote_rtp),
@@ -557,17 +567,22 @@ impl Bridge {
 
 struct Codecs {
     law: G711,
+    encode: EncodeConfig,
+    decode: DecodeConfig,
     decoder: OpusToG711,
     encoder: G711ToOpus,
 }
 
 impl Codecs {
-    fn new(law: G711) -> Codecs {
-        // Cannot fail: the default configs use 8 kHz, a rate libopus supports.
-        let decoder = OpusToG711::new(law, DecodeConfig::default()).expect("Opus decoder at 8 kHz");
-        let encoder = G711ToOpus::new(law, EncodeConfig::default()).expect("Opus encoder at 8 kHz");
+    fn new(law: G711, encode: EncodeConfig, decode: DecodeConfig) -> Codecs {
+        // Settings are checked where they are read (config validation); libopus refuses only
+        // rates and complexities outside what that check allows.
+        let decoder = OpusToG711::new(law, decode).expect("Opus decoder with checked settings");
+        let encoder = G711ToOpus::new(law, encode).expect("Opus encoder with checked settings");
         Codecs {
             law,
+            encode,
+            decode,
             decoder,
             encoder,
         }
