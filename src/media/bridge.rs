@@ -24,7 +24,7 @@ use super::bridge_core::{
 use super::dtmf::{DtmfReceiver, DtmfSender, DEFAULT_TONE_MS};
 use super::g711::G711;
 use super::latch::{Admit, Latch};
-use super::jitter::{JitterBuffer, JitterConfig, JitterStats};
+use super::jitter::{Frame as JitterFrame, JitterBuffer, JitterConfig, JitterStats};
 use super::opus::RTP_TIMESTAMP_STEP;
 use super::rtcp::{self, SenderInfo};
 use super::rtp_header::{self, RtpHeader, HEADER_LEN};
@@ -43,6 +43,16 @@ const DTMF_QUEUE: usize = 16;
 const PHONE_RTCP_INTERVAL: Duration = Duration::from_secs(5);
 /// G.711 at 20 ms: 160 samples per frame on the 8 kHz clock.
 const PHONE_TS_STEP: u32 = G711_FRAME as u32;
+/// Desk phones sit on a LAN or behind a PBX: rarely more than a frame or two of jitter, but
+/// the same adaptive buffer as Meta's side copes when they do.
+const PHONE_JITTER: JitterConfig = JitterConfig {
+    ts_per_frame: PHONE_TS_STEP,
+    frame: Duration::from_millis(20),
+    slots: 16,
+    max_payload: G711_FRAME,
+    min_depth: 1,
+    max_depth: 6,
+};
 /// Audio this far past an unfinished DTMF event means its end packets were lost (¼ s).
 const PHONE_DTMF_GRACE: u32 = G711::CLOCK_RATE / 4;
 const WA_DTMF_GRACE: u32 = 48_000 / 4;
@@ -85,7 +95,10 @@ pub struct BridgeStats {
     pub phone_rtcp_sent: u64,
     pub digits_from_wa: u64,
     pub digits_from_phone: u64,
+    /// WhatsApp's packets.
     pub jitter: JitterStats,
+    /// The phone's packets (the last phone attached).
+    pub phone_jitter: JitterStats,
 }
 
 /// Everything a bridge is started with: the core's timing and the two codec set-ups.
@@ -126,9 +139,8 @@ struct Phone {
     sent_any: bool,
     packets_sent: u32,
     octets_sent: u32,
-    /// One-frame slot: the latest 20 ms the phone sent; the core decides each tick whether
-    /// it goes to WhatsApp. G.711 phones on a LAN need no more than that.
-    frame: [u8; G711_FRAME],
+    /// The phone's 20 ms G.711 frames, drawn once per tick while bridged.
+    jitter: JitterBuffer,
     dtmf_rx: DtmfReceiver,
     dtmf_tx: Option<DtmfSender>,
     next_rtcp: Instant,
@@ -205,13 +217,8 @@ impl Bridge {
                 // Call logic dropped its handle: nobody can hang up later, so hang up now.
                 Input::Command(None) => self.core.hangup(now),
                 Input::WebRtc(Some(WebRtcEvent::Connected)) => self.core.webrtc_connected(now),
-                Input::WebRtc(Some(WebRtcEvent::Failed(why))) => {
-                    tracing::info!(%why, "WebRTC leg failed");
-                    let reason = if why.contains("consent") {
-                        WebRtcFailure::ConsentLost
-                    } else {
-                        WebRtcFailure::IceFailed
-                    };
+                Input::WebRtc(Some(WebRtcEvent::Failed(reason))) => {
+                    tracing::info!(?reason, "WebRTC leg failed");
                     self.core.webrtc_failed(now, reason);
                 }
                 // Closed without our close(): the leg is gone, same as a failure.
@@ -231,6 +238,9 @@ impl Bridge {
         }
         self.finish_dtmf();
         self.stats.jitter = self.jitter.stats();
+        if let Some(p) = &self.phone {
+            self.stats.phone_jitter = p.jitter.stats();
+        }
         // DTLS close_notify to Meta; the phone's sockets close when dropped.
         self.leg.close().await;
         self.stats
@@ -283,7 +293,7 @@ impl Bridge {
             sent_any: false,
             packets_sent: 0,
             octets_sent: 0,
-            frame: [law.silence_byte(); G711_FRAME],
+            jitter: JitterBuffer::new(PHONE_JITTER),
             dtmf_rx: DtmfReceiver::new(),
             dtmf_tx: None,
             // RFC 3550 §6.2: the first report may go out after half the minimum interval.
@@ -335,7 +345,7 @@ impl Bridge {
                 return;
             };
             self.stats.phone_packets_received += 1;
-            phone.frame = *frame;
+            phone.jitter.push(now, h.sequence, h.timestamp, frame);
             phone.dtmf_rx.on_audio(h.timestamp, PHONE_DTMF_GRACE);
             self.core.phone_audio_received(now);
         } else {
@@ -418,14 +428,20 @@ impl Bridge {
         // Done: the slot goes back to audio, which also spaces consecutive digits.
         self.wa_dtmf_tx = None;
         let encoder = &mut self.codecs.encoder;
-        let input = match (kind, self.phone.as_ref()) {
-            (ToWhatsApp::AudioFromPhone, Some(p)) => Some(&p.frame),
-            _ => {
+        let frame = match (kind, self.phone.as_mut()) {
+            (ToWhatsApp::AudioFromPhone, Some(p)) => p.jitter.pop(Instant::now()),
+            _ => JitterFrame::Empty,
+        };
+        let encoded = match frame {
+            // Cannot fail: the buffer takes only `G711_FRAME`-byte payloads (PHONE_JITTER).
+            JitterFrame::Packet(bytes) => encoder.frame(Some(bytes.try_into().expect("20 ms"))),
+            JitterFrame::Lost { .. } => encoder.conceal(),
+            JitterFrame::Empty => {
                 self.stats.wa_comfort_noise_frames += 1;
-                None
+                encoder.frame(None)
             }
         };
-        match encoder.frame(input) {
+        match encoded {
             Ok(payload) => {
                 let marker = !self.wa_sent_any;
                 let sent = self.leg.send_audio(payload, ts, marker).await;

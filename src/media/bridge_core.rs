@@ -75,9 +75,10 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToWhatsApp {
-    /// Transcode the phone frame that arrived this tick.
+    /// Transcode the phone's next frame from its jitter buffer (concealment or comfort noise
+    /// when it has none).
     AudioFromPhone,
-    /// No phone audio this tick: send comfort noise so Meta never sees a gap (§5.2, §8.5).
+    /// No phone bridged or it never spoke: comfort noise, so Meta never sees a gap (§5.2, §8.5).
     ComfortNoise,
 }
 
@@ -182,8 +183,6 @@ pub struct BridgeCore {
     accept_pending: bool,
     phone: PhoneLeg,
     timers: TimerTable,
-    /// A phone packet arrived since the last tick; the shell holds the payload, we decide its fate.
-    phone_frame: bool,
     seen_wa_audio: bool,
     seen_phone_audio: bool,
     out: VecDeque<Command>,
@@ -197,7 +196,6 @@ impl BridgeCore {
             accept_pending: false,
             phone: PhoneLeg::None,
             timers: TimerTable::default(),
-            phone_frame: false,
             seen_wa_audio: false,
             seen_phone_audio: false,
             out: VecDeque::new(),
@@ -275,7 +273,6 @@ impl BridgeCore {
         self.check_active()?;
         if self.phone != PhoneLeg::Bridged {
             self.phone = PhoneLeg::Bridged;
-            self.phone_frame = false;
             self.arm(Timer::PhoneMedia, now);
         }
         Ok(())
@@ -286,7 +283,6 @@ impl BridgeCore {
         self.check_active()?;
         if self.phone == PhoneLeg::Bridged {
             self.phone = PhoneLeg::Held;
-            self.phone_frame = false;
             self.timers.stop(Timer::PhoneMedia);
         }
         Ok(())
@@ -312,7 +308,8 @@ impl BridgeCore {
         }
     }
 
-    /// A phone frame is ready for this tick. Ignored unless bridged (a held phone may play music).
+    /// A phone audio packet arrived (the shell buffers it). Ignored unless bridged: a held
+    /// phone may play music, which must not reach WhatsApp.
     pub fn phone_audio_received(&mut self, now: Instant) {
         if !self.is_active() || self.phone != PhoneLeg::Bridged {
             return;
@@ -321,14 +318,7 @@ impl BridgeCore {
             self.seen_phone_audio = true;
             self.push_event(BridgeEvent::FirstPhoneAudio);
         }
-        self.phone_frame = true;
         self.arm(Timer::PhoneMedia, now);
-    }
-
-    /// The phone sent nothing for this tick (jitter buffer empty): comfort noise instead.
-    /// Does not re-arm the phone media timeout.
-    pub fn phone_silent_frame(&mut self, _now: Instant) {
-        self.phone_frame = false;
     }
 
     /// One completed digit from WhatsApp. RFC 4733 redundancy (§5.3) is collapsed by the DTMF
@@ -398,9 +388,11 @@ impl BridgeCore {
     }
 
     fn on_tick(&mut self, due: Instant, now: Instant) {
-        let phone_frame = std::mem::take(&mut self.phone_frame);
         if self.state == BridgeState::Accepted {
-            let kind = if phone_frame && self.phone == PhoneLeg::Bridged {
+            // Like the phone's side below: once the phone has spoken, every tick draws from
+            // its jitter buffer, which turns late and lost packets into concealment and a
+            // silent phone into comfort noise.
+            let kind = if self.seen_phone_audio && self.phone == PhoneLeg::Bridged {
                 ToWhatsApp::AudioFromPhone
             } else {
                 ToWhatsApp::ComfortNoise

@@ -229,6 +229,19 @@ impl G711ToOpus {
             (None, IdleFill::ComfortNoise { .. }) => self.noise.fill(&mut self.pcm),
             (None, IdleFill::Silence) => self.pcm.fill(0),
         }
+        self.encode_pcm()
+    }
+
+    /// Encodes a stand-in for a lost phone frame: the previous frame again at half its level.
+    /// Repeated losses fade out geometrically, so a lost packet is a short fade, not a click.
+    pub fn conceal(&mut self) -> Result<&[u8], OpusError> {
+        for s in &mut self.pcm {
+            *s /= 2;
+        }
+        self.encode_pcm()
+    }
+
+    fn encode_pcm(&mut self) -> Result<&[u8], OpusError> {
         let pcm: &[i16] = match &mut self.resampler {
             Some(r) => {
                 let n = r.process(&self.pcm, &mut self.upsampled);
@@ -368,6 +381,25 @@ mod tests {
                 1.0,
                 &format!("{law:?} @{rate}"),
             );
+        }
+    }
+
+    #[test]
+    fn a_lost_phone_frame_is_the_last_one_fading_out() {
+        let mut tx = G711ToOpus::new(G711::Pcmu, EncodeConfig::default()).unwrap();
+        let frames = g711_tone(G711::Pcmu, 1000.0, 0.2, 0.25);
+        for f in &frames {
+            tx.frame(Some(f)).unwrap();
+        }
+        let level = |tx: &G711ToOpus| rms_dbfs(tx.pcm());
+        let before = level(&tx);
+        for lost in 1..=3 {
+            assert!(!tx.conceal().unwrap().is_empty());
+            let drop = before - level(&tx);
+            // Half the amplitude per lost frame: 6 dB each.
+            assert!((drop - 6.0 * lost as f32).abs() < 0.5, "{lost} lost: {drop} dB down");
+            let (hz, _) = dominant_frequency(tx.pcm(), 8000, 100.0, 3800.0).unwrap();
+            assert!((hz - 1000.0).abs() < 10.0, "{hz} Hz");
         }
     }
 

@@ -15,7 +15,7 @@
 //!   ICE, DTLS and RTCP run from the moment the answer is made.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,11 +38,12 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     register_default_interceptors, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use super::bridge_core::WebRtcFailure;
 use super::wa_sdp::{
     check_local_sdp, fix_stack_answer, parse_meta_offer, LocalRole, MetaOffer, WaSdpError,
 };
@@ -95,7 +96,7 @@ pub enum WebRtcError {
 pub enum WebRtcEvent {
     /// ICE connected and DTLS-SRTP keys are in place; media can flow both ways.
     Connected,
-    Failed(String),
+    Failed(WebRtcFailure),
     Closed,
 }
 
@@ -154,6 +155,7 @@ pub async fn answer_offer(
         incoming: incoming_tx,
         gathered: std::sync::Mutex::new(Some(gathered_tx)),
         dropped_incoming: dropped_incoming.clone(),
+        ice_connected: AtomicBool::new(false),
     });
 
     let (pc, local_addr) = build_peer_connection(&offer, dtmf_pt, cfg, handler).await?;
@@ -466,6 +468,8 @@ struct Handler {
     incoming: mpsc::Sender<IncomingRtp>,
     gathered: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     dropped_incoming: Arc<AtomicU64>,
+    /// ICE reached connected at least once: a later failure is DTLS's or lost consent.
+    ice_connected: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -479,12 +483,25 @@ impl PeerConnectionEventHandler for Handler {
         }
     }
 
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        if matches!(
+            state,
+            RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
+        ) {
+            self.ice_connected.store(true, Ordering::Relaxed);
+        }
+    }
+
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let ice_connected = self.ice_connected.load(Ordering::Relaxed);
         let event = match state {
             RTCPeerConnectionState::Connected => WebRtcEvent::Connected,
-            RTCPeerConnectionState::Failed => WebRtcEvent::Failed("ICE or DTLS failed".to_owned()),
+            RTCPeerConnectionState::Failed if ice_connected => {
+                WebRtcEvent::Failed(WebRtcFailure::DtlsFailed)
+            }
+            RTCPeerConnectionState::Failed => WebRtcEvent::Failed(WebRtcFailure::IceFailed),
             RTCPeerConnectionState::Disconnected => {
-                WebRtcEvent::Failed("ICE consent lost (disconnected)".to_owned())
+                WebRtcEvent::Failed(WebRtcFailure::ConsentLost)
             }
             RTCPeerConnectionState::Closed => WebRtcEvent::Closed,
             _ => return,
