@@ -14,6 +14,7 @@ use common::meta_peer::MetaPeer;
 use tokio::net::UdpSocket;
 use whatsip::media::bridge::{spawn_bridge, BridgeCommand, BridgeSettings, PhoneMedia};
 use whatsip::media::bridge_core::BridgeEvent;
+use whatsip::media::tap::{Tap, TapFrame};
 use whatsip::media::dtmf::{DtmfReceiver, DtmfSender};
 use whatsip::media::g711::G711;
 use whatsip::media::rtp_header::{self, RtpHeader};
@@ -142,12 +143,16 @@ async fn meta_and_a_fake_phone_hear_each_other_through_the_bridge() {
     );
 
     bridge.commands.send(BridgeCommand::Accept).await.unwrap();
+    // What a recorder would get: 50 frames a second of both sides; 4 s of slack is plenty.
+    let (tap, mut recorded) = Tap::channel(200);
+    bridge.commands.send(BridgeCommand::Record(tap)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     meta.send(serde_json::json!({"cmd": "dtmf", "digit": "7"})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     press_tx.send('5').await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
+    bridge.commands.send(BridgeCommand::StopRecording).await.unwrap();
     bridge.commands.send(BridgeCommand::Hangup).await.unwrap();
     let stats = tokio::time::timeout(Duration::from_secs(10), bridge.task).await.expect("bridge ends").unwrap();
     let mut events = Vec::new();
@@ -187,4 +192,18 @@ async fn meta_and_a_fake_phone_hear_each_other_through_the_bridge() {
     // Between connect and accept (1 s cadence) we kept the path alive with RTCP only.
     assert!(stats.wa_rtcp_keepalives_sent >= 1, "{stats:?}");
     assert!(stats.phone_dtmf_packets_sent >= 4 && stats.wa_dtmf_packets_sent >= 4, "{stats:?}");
+
+    // The recorder tap: both sides of the bridged call, in step, tones where they belong.
+    let frames: Vec<TapFrame> = std::iter::from_fn(|| recorded.try_recv().ok()).collect();
+    assert!(frames.len() >= 100, "{} tap frames", frames.len());
+    assert!(frames.windows(2).all(|w| w[1].index == w[0].index + 1), "tap frames lost");
+    assert_eq!(stats.tap_frames_dropped, 0);
+    let track = |side: fn(&TapFrame) -> &[i16; 160]| -> Vec<i16> {
+        frames.iter().flat_map(|f| side(f).iter().copied()).collect()
+    };
+    let (to_phone, to_wa) = (track(|f| &f.to_phone), track(|f| &f.to_whatsapp));
+    let (hz, _) = dominant_frequency(&to_phone[to_phone.len() - 8000..], 8000, 100.0, 3500.0).unwrap();
+    assert!((hz - 1000.0).abs() < 30.0, "tap: the phone heard {hz} Hz");
+    let (hz, _) = dominant_frequency(&to_wa[to_wa.len() - 8000..], 8000, 100.0, 3500.0).unwrap();
+    assert!((hz - 440.0).abs() < 15.0, "tap: WhatsApp heard {hz} Hz");
 }

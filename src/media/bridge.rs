@@ -28,6 +28,7 @@ use super::jitter::{Frame as JitterFrame, JitterBuffer, JitterConfig, JitterStat
 use super::opus::RTP_TIMESTAMP_STEP;
 use super::rtcp::{self, SenderInfo};
 use super::rtp_header::{self, RtpHeader, HEADER_LEN};
+use super::tap::Tap;
 use super::transcode::{DecodeConfig, Decoded, EncodeConfig, G711ToOpus, OpusToG711, G711_FRAME};
 use super::webrtc_leg::{IncomingRtp, WebRtcEvent, WebRtcLeg};
 
@@ -57,9 +58,9 @@ const PHONE_JITTER: JitterConfig = JitterConfig {
 const PHONE_DTMF_GRACE: u32 = G711::CLOCK_RATE / 4;
 const WA_DTMF_GRACE: u32 = 48_000 / 4;
 const MTU: usize = 1500;
+const SILENT_FRAME: [i16; G711_FRAME] = [0; G711_FRAME];
 const CNAME: &str = "whatsip";
 
-#[derive(Debug)]
 pub enum BridgeCommand {
     /// The phone answered: attach and bridge it.
     AttachPhone(PhoneMedia),
@@ -67,7 +68,23 @@ pub enum BridgeCommand {
     Accept,
     /// Hold/transfer: silence to the phone, comfort noise to WhatsApp.
     Unbridge,
+    /// From now on, hand what each side hears to this tap (replacing any earlier one).
+    Record(Tap),
+    StopRecording,
     Hangup,
+}
+
+impl std::fmt::Debug for BridgeCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BridgeCommand::AttachPhone(media) => f.debug_tuple("AttachPhone").field(media).finish(),
+            BridgeCommand::Accept => f.write_str("Accept"),
+            BridgeCommand::Unbridge => f.write_str("Unbridge"),
+            BridgeCommand::Record(_) => f.write_str("Record"),
+            BridgeCommand::StopRecording => f.write_str("StopRecording"),
+            BridgeCommand::Hangup => f.write_str("Hangup"),
+        }
+    }
 }
 
 pub struct BridgeHandle {
@@ -99,6 +116,8 @@ pub struct BridgeStats {
     pub jitter: JitterStats,
     /// The phone's packets (the last phone attached).
     pub phone_jitter: JitterStats,
+    /// Recorder frames lost because the recorder fell behind.
+    pub tap_frames_dropped: u64,
 }
 
 /// Everything a bridge is started with: the core's timing and the two codec set-ups.
@@ -166,6 +185,7 @@ struct Bridge {
     rtcp_in: Box<[u8; MTU]>,
     out: Box<[u8; MTU]>,
     g711: [u8; G711_FRAME],
+    tap: Option<Tap>,
     stats: BridgeStats,
     ended: bool,
 }
@@ -202,6 +222,7 @@ impl Bridge {
             rtcp_in: Box::new([0; MTU]),
             out: Box::new([0; MTU]),
             g711: [0; G711_FRAME],
+            tap: None,
             stats: BridgeStats::default(),
             ended: false,
         }
@@ -234,9 +255,13 @@ impl Bridge {
                 Input::Deadline => self.core.handle_timeout(now),
             }
             self.drive().await;
+            if let Some(tap) = &mut self.tap {
+                tap.flush();
+            }
             self.maybe_send_phone_rtcp(now).await;
         }
         self.finish_dtmf();
+        self.stop_recording();
         self.stats.jitter = self.jitter.stats();
         if let Some(p) = &self.phone {
             self.stats.phone_jitter = p.jitter.stats();
@@ -268,6 +293,15 @@ impl Bridge {
             }
             BridgeCommand::Accept => self.core.accept(now),
             BridgeCommand::Unbridge => self.core.unbridge(now),
+            BridgeCommand::Record(tap) => {
+                self.stop_recording();
+                self.tap = Some(tap);
+                Ok(())
+            }
+            BridgeCommand::StopRecording => {
+                self.stop_recording();
+                Ok(())
+            }
             BridgeCommand::Hangup => {
                 self.core.hangup(now);
                 Ok(())
@@ -423,6 +457,9 @@ impl Bridge {
                 .send_dtmf(&p.event.to_bytes(), p.timestamp, p.marker)
                 .await;
             self.count_wa_send(sent.is_ok(), true);
+            if let Some(tap) = &mut self.tap {
+                tap.heard_by_whatsapp(&SILENT_FRAME);
+            }
             return;
         }
         // Done: the slot goes back to audio, which also spaces consecutive digits.
@@ -449,6 +486,9 @@ impl Bridge {
                 self.count_wa_send(sent.is_ok(), false);
             }
             Err(e) => tracing::warn!(error = %e, "Opus encode failed; frame skipped"),
+        }
+        if let Some(tap) = &mut self.tap {
+            tap.heard_by_whatsapp(self.codecs.encoder.pcm());
         }
     }
 
@@ -480,6 +520,9 @@ impl Bridge {
                 let bytes = p.event.to_bytes();
                 self.out[HEADER_LEN..HEADER_LEN + bytes.len()].copy_from_slice(&bytes);
                 self.stats.phone_dtmf_packets_sent += 1;
+                if let Some(tap) = &mut self.tap {
+                    tap.heard_by_phone(&SILENT_FRAME);
+                }
                 let h = RtpHeader {
                     marker: p.marker,
                     payload_type: pt,
@@ -501,8 +544,16 @@ impl Bridge {
                             self.stats.wa_decode_errors += 1;
                             tracing::debug!(error = %e, "corrupt Opus frame concealed");
                         }
+                        if let Some(tap) = &mut self.tap {
+                            tap.heard_by_phone(self.codecs.decoder.pcm());
+                        }
                     }
-                    ToPhone::Silence => self.g711.fill(law.silence_byte()),
+                    ToPhone::Silence => {
+                        self.g711.fill(law.silence_byte());
+                        if let Some(tap) = &mut self.tap {
+                            tap.heard_by_phone(&SILENT_FRAME);
+                        }
+                    }
                 }
                 self.out[HEADER_LEN..HEADER_LEN + G711_FRAME].copy_from_slice(&self.g711);
                 let h = RtpHeader {
@@ -568,6 +619,13 @@ impl Bridge {
         };
         if socket.send_to(&self.out[..n], dest).await.is_ok() {
             self.stats.phone_rtcp_sent += 1;
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        if let Some(mut tap) = self.tap.take() {
+            tap.flush();
+            self.stats.tap_frames_dropped += tap.dropped();
         }
     }
 

@@ -3,7 +3,7 @@
 //! Opus over libopus, streaming resampler, jitter buffer and the two per-call directions (pure,
 //! allocation-free), the bridge's decision core, Meta's SDP rules (`wa_sdp`) and the WebRTC leg
 //! that answers Meta's offer (`webrtc_leg`). The per-call bridge task that joins the two legs
-//! through these is `bridge`.
+//! through these is `bridge`; `tap` hands what each side of a bridged call hears to a recorder.
 
 pub mod bridge;
 pub mod bridge_core;
@@ -20,6 +20,7 @@ pub mod rtcp;
 pub mod rtp_header;
 pub mod rtp_leg;
 mod rx_stats;
+pub mod tap;
 pub mod tone;
 pub mod transcode;
 pub mod wa_sdp;
