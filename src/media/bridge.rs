@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::bridge_core::{
-    BridgeConfig, BridgeCore, BridgeEvent, Command, Output, ToPhone, ToWhatsApp, WebRtcFailure,
+    BridgeConfig, BridgeCore, BridgeEvent, Command, DtmfDropReason, Output, Side, ToPhone,
+    ToWhatsApp, WebRtcFailure,
 };
 use super::dtmf::{DtmfReceiver, DtmfSender, DEFAULT_TONE_MS};
 use super::g711::G711;
@@ -434,9 +435,7 @@ impl Bridge {
                 if e == BridgeEvent::Ended {
                     self.ended = true;
                 }
-                if self.events.try_send(e).is_err() {
-                    tracing::warn!(event = ?e, "bridge event dropped: call logic not listening");
-                }
+                send_event(&self.events, e);
             }
         }
     }
@@ -444,6 +443,11 @@ impl Bridge {
     async fn send_to_whatsapp(&mut self, kind: ToWhatsApp) {
         let ts = self.wa_timestamp;
         self.wa_timestamp = ts.wrapping_add(RTP_TIMESTAMP_STEP);
+        if self.wa_dtmf_tx.is_none() && self.leg.dtmf_pt().is_none() {
+            while let Some(d) = self.wa_dtmf_queue.pop_front() {
+                self.dtmf_not_relayed(Side::Phone, d);
+            }
+        }
         if self.wa_dtmf_tx.is_none() {
             if let Some(d) = self.wa_dtmf_queue.pop_front() {
                 // RFC 4733 §2.5.1.1: the event's timestamp is its start on the audio timeline
@@ -510,8 +514,14 @@ impl Bridge {
                 phone.dtmf_tx = DtmfSender::new(*d, ts, G711::CLOCK_RATE, 20, DEFAULT_TONE_MS).ok();
                 self.phone_dtmf_queue.pop_front();
             } else if phone.media.dtmf_pt.is_none() {
-                // The phone did not offer telephone-event: nothing to relay the digit with.
-                self.phone_dtmf_queue.clear();
+                for d in self.phone_dtmf_queue.drain(..) {
+                    let event = BridgeEvent::DtmfDropped {
+                        from: Side::WhatsApp,
+                        digit: d,
+                        reason: DtmfDropReason::NoTelephoneEvent,
+                    };
+                    send_event(&self.events, event);
+                }
             }
         }
         let dtmf = phone.dtmf_tx.as_mut().and_then(DtmfSender::next_packet);
@@ -622,6 +632,12 @@ impl Bridge {
         }
     }
 
+    /// A digit the other leg has no telephone-event for.
+    fn dtmf_not_relayed(&self, from: Side, digit: char) {
+        let reason = DtmfDropReason::NoTelephoneEvent;
+        send_event(&self.events, BridgeEvent::DtmfDropped { from, digit, reason });
+    }
+
     fn stop_recording(&mut self) {
         if let Some(mut tap) = self.tap.take() {
             tap.flush();
@@ -663,7 +679,12 @@ impl Codecs {
     }
 }
 
-/// Symmetric RTP (RFC 4961), once, like `leg_core::latch`.
+fn send_event(events: &mpsc::Sender<BridgeEvent>, e: BridgeEvent) {
+    if events.try_send(e).is_err() {
+        tracing::warn!(event = ?e, "bridge event dropped: call logic not listening");
+    }
+}
+
 fn push_digit(queue: &mut std::collections::VecDeque<char>, d: char) {
     if queue.len() < DTMF_QUEUE {
         queue.push_back(d);

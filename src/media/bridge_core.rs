@@ -137,6 +137,9 @@ pub enum DtmfDropReason {
     WebRtcNotConnected,
     /// The other leg is not bridged (none yet, or on hold).
     NotBridged,
+    /// The leg it should go to negotiated no telephone-event, so there is no way to send it.
+    /// Decided by the shell, which holds the negotiated media.
+    NoTelephoneEvent,
 }
 
 /// Coarse state, for logs and tests.

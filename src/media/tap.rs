@@ -31,7 +31,8 @@ impl TapFrame {
 
 pub struct Tap {
     tx: mpsc::Sender<TapFrame>,
-    frame: TapFrame,
+    /// Boxed so that a `Tap` is small enough to travel in a command.
+    frame: Box<TapFrame>,
     has_phone: bool,
     has_whatsapp: bool,
     dropped: u64,
@@ -43,7 +44,7 @@ impl Tap {
         let (tx, rx) = mpsc::channel(frames);
         let tap = Tap {
             tx,
-            frame: TapFrame::SILENT,
+            frame: Box::new(TapFrame::SILENT),
             has_phone: false,
             has_whatsapp: false,
             dropped: 0,
@@ -74,10 +75,10 @@ impl Tap {
             return;
         }
         let index = self.frame.index;
-        if self.tx.try_send(self.frame).is_err() {
+        if self.tx.try_send(*self.frame).is_err() {
             self.dropped += 1;
         }
-        self.frame = TapFrame {
+        *self.frame = TapFrame {
             index: index + 1,
             ..TapFrame::SILENT
         };
