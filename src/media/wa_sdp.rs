@@ -9,7 +9,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 pub use super::wa_sdp_build::{
-    build_answer, build_offer, check_local_sdp, fix_stack_answer, LocalMedia, LocalRole,
+    build_answer, build_offer, check_local_sdp, fix_stack_answer, fix_stack_offer, LocalMedia,
+    LocalRole,
 };
 
 /// Meta's SDP offer on a user-initiated call (connect webhook `session.sdp`, §2.2).
@@ -184,12 +185,14 @@ pub enum WaSdpError {
     NoUdpCandidate,
     #[error("invalid candidate {value:?}: {reason}")]
     BadCandidate { value: String, reason: &'static str },
-    #[error("stack answer has {what} {stack:?} but the offer has {offer:?}")]
+    #[error("the stack's SDP has {what} {stack:?} but ours needs {offer:?}")]
     StackMismatch {
         what: &'static str,
         stack: String,
         offer: String,
     },
+    #[error("the stack's offer has no a=ssrc; Meta needs exactly one SSRC (§5.2)")]
+    NoSsrc,
     #[error("rewritten answer still breaks Meta's rules: {}", .0.join("; "))]
     StillNonCompliant(Vec<String>),
 }

@@ -65,8 +65,51 @@ pub fn build_answer(offer: &MetaOffer, local: &LocalMedia) -> String {
 /// Our offer on a business-initiated call. RFC 5763 §5: the offerer says `actpass`; Meta answers
 /// `active` (§5.1). Full ICE against Meta's ice-lite makes us controlling (RFC 8445 §6.1.1), as §5.2 asks.
 pub fn build_offer(local: &LocalMedia) -> String {
+    offer_with_mid(local, OFFER_MID)
+}
+
+/// Our offer rebuilt from what the WebRTC stack generated: its ICE credentials, fingerprint,
+/// host candidates, first SSRC and mid go into [`build_offer`]'s text, so Meta gets an offer
+/// that follows §5.2 (ptime, one SSRC, telephone-event/8000, CRLF) and the stack can still
+/// match Meta's answer to its own transceiver. The stack's media engine must hold Opus and
+/// telephone-event at the payload types our offer names (111 and 126, Meta's own).
+pub fn fix_stack_offer(stack_sdp: &str) -> Result<String, WaSdpError> {
+    let stack = super::wa_sdp::parse_meta_offer(stack_sdp)?;
+    let mismatch = |what, stack: String, ours: u8| WaSdpError::StackMismatch {
+        what,
+        stack,
+        offer: ours.to_string(),
+    };
+    if stack.opus.pt != OFFER_OPUS_PT {
+        return Err(mismatch("opus payload type", stack.opus.pt.to_string(), OFFER_OPUS_PT));
+    }
+    let dtmf = stack.telephone_event.filter(|t| t.clock_rate == 8000);
+    if dtmf.map(|t| t.pt) != Some(OFFER_DTMF_PT) {
+        let got = dtmf.map_or("none".to_owned(), |t| t.pt.to_string());
+        return Err(mismatch("telephone-event/8000 payload type", got, OFFER_DTMF_PT));
+    }
+    let ssrc = stack.ssrcs.first().ok_or(WaSdpError::NoSsrc)?;
+    let session_id = RawSdp::parse(stack_sdp)?
+        .session
+        .iter()
+        .find(|l| l.kind == 'o')
+        .and_then(|l| l.value.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(1);
+    let local = LocalMedia {
+        ice_ufrag: stack.ice_ufrag.clone(),
+        ice_pwd: stack.ice_pwd.clone(),
+        fingerprint: stack.fingerprint.clone(),
+        candidates: stack.candidates.clone(),
+        ssrc: ssrc.id,
+        cname: ssrc.cname.clone().unwrap_or_else(|| "whatsip".to_owned()),
+        session_id,
+    };
+    Ok(offer_with_mid(&local, stack.mid.as_deref().unwrap_or(OFFER_MID)))
+}
+
+fn offer_with_mid(local: &LocalMedia, mid: &str) -> String {
     let plan = Plan {
-        mid: Some(OFFER_MID),
+        mid: Some(mid),
         bundle: true,
         setup: Setup::ActPass,
         direction: Direction::SendRecv,

@@ -11,6 +11,9 @@
 //!   stack's answer keeps them and our packets are accepted by the sender.
 //! - The stack's answer text goes through `fix_stack_answer` (it lacks `a=ptime:20`) and must then
 //!   pass `check_local_sdp`.
+//! - Business-initiated calls ([`create_offer`]): we offer `actpass` with Opus 111 and
+//!   telephone-event/8000 126, Meta answers `active` (§5.1), which makes us the DTLS server;
+//!   ICE is still full and controlling against Meta's ice-lite.
 //! - No RTP leaves until `send_audio`/`send_dtmf`: the call logic gates media on Meta's accept (§8.1).
 //!   ICE, DTLS and RTCP run from the moment the answer is made.
 
@@ -45,8 +48,13 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use super::bridge_core::WebRtcFailure;
 use super::wa_sdp::{
-    check_local_sdp, fix_stack_answer, parse_meta_offer, LocalRole, MetaOffer, WaSdpError,
+    check_local_sdp, fix_stack_answer, fix_stack_offer, parse_meta_answer, parse_meta_offer,
+    LocalRole, MetaOffer, WaSdpError,
 };
+
+/// Our offer uses Meta's own payload types (§5.1), so Meta's answer needs no renumbering.
+const OFFER_OPUS_PT: u8 = 111;
+const OFFER_DTMF_PT: u8 = 126;
 
 /// Host candidates come from sockets bound at `answer_offer`, so a wait this long means
 /// something is broken, not slow.
@@ -86,8 +94,12 @@ pub enum WebRtcError {
     GatherTimeout(Duration),
     #[error("the stack produced no local description")]
     NoLocalDescription,
-    #[error("our answer breaks Meta's rules: {}", .0.join("; "))]
-    NonCompliantAnswer(Vec<String>),
+    #[error("the stack made a transceiver without a sender")]
+    NoSender,
+    #[error("Meta's answer: {0}")]
+    Answer(WaSdpError),
+    #[error("our SDP breaks Meta's rules: {}", .0.join("; "))]
+    NonCompliantSdp(Vec<String>),
     #[error("Meta's offer has no telephone-event/8000, so no DTMF can be sent (§5.3)")]
     NoDtmf,
 }
@@ -146,9 +158,129 @@ pub async fn answer_offer(
         .filter(|t| t.clock_rate == DTMF_CLOCK)
         .map(|t| t.pt);
 
-    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
-    let (gathered_tx, gathered_rx) = oneshot::channel();
+    let (handler, channels) = handler();
+    let (pc, local_addr) = build_peer_connection(opus_pt, dtmf_pt, cfg, handler).await?;
+    let ssrc = rand::random::<u32>();
+    let track = local_track(ssrc);
+
+    let result = negotiate(&*pc, offer_sdp, &offer, track.clone(), channels.gathered).await;
+    let (sender, answer) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            let _ = pc.close().await;
+            return Err(e);
+        }
+    };
+    let leg = WebRtcLeg {
+        pc,
+        track,
+        sender,
+        ssrc,
+        next_seq: AtomicU16::new(rand::random()),
+        opus_pt,
+        dtmf_pt,
+        local_addr,
+        events: channels.events,
+        incoming: channels.incoming,
+        dropped_incoming: channels.dropped_incoming,
+    };
+    Ok((leg, answer))
+}
+
+/// A business-initiated call's leg, offered and waiting for Meta's answer (which comes in the
+/// connect webhook, §2.3). ICE and DTLS start once the answer is applied.
+pub struct OfferedLeg {
+    leg: WebRtcLeg,
+}
+
+/// Makes our offer for a business-initiated call. Returns once the offer is final (host
+/// candidate included); send it in Graph's `connect` action.
+pub async fn create_offer(cfg: &WebRtcConfig) -> Result<(OfferedLeg, String), WebRtcError> {
+    let (handler, channels) = handler();
+    let (pc, local_addr) =
+        build_peer_connection(OFFER_OPUS_PT, Some(OFFER_DTMF_PT), cfg, handler).await?;
+    let ssrc = rand::random::<u32>();
+    let track = local_track(ssrc);
+    let result = make_offer(&*pc, track.clone(), channels.gathered).await;
+    let (sender, offer) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            let _ = pc.close().await;
+            return Err(e);
+        }
+    };
+    let leg = WebRtcLeg {
+        pc,
+        track,
+        sender,
+        ssrc,
+        next_seq: AtomicU16::new(rand::random()),
+        opus_pt: OFFER_OPUS_PT,
+        dtmf_pt: Some(OFFER_DTMF_PT),
+        local_addr,
+        events: channels.events,
+        incoming: channels.incoming,
+        dropped_incoming: channels.dropped_incoming,
+    };
+    Ok((OfferedLeg { leg }, offer))
+}
+
+impl OfferedLeg {
+    /// Applies Meta's answer. Meta keeps the codecs of ours it accepts (§5.1); Opus must be
+    /// among them. DTMF stays available only if telephone-event/8000 is too.
+    pub async fn accept_answer(mut self, answer_sdp: &str) -> Result<WebRtcLeg, WebRtcError> {
+        let result = self.apply(answer_sdp).await;
+        match result {
+            Ok(()) => Ok(self.leg),
+            Err(e) => {
+                self.leg.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply(&mut self, answer_sdp: &str) -> Result<(), WebRtcError> {
+        let answer = parse_meta_answer(answer_sdp).map_err(WebRtcError::Answer)?;
+        if answer.opus.pt != OFFER_OPUS_PT {
+            return Err(WebRtcError::Answer(WaSdpError::StackMismatch {
+                what: "opus payload type",
+                stack: answer.opus.pt.to_string(),
+                offer: OFFER_OPUS_PT.to_string(),
+            }));
+        }
+        self.leg.dtmf_pt = answer
+            .telephone_event
+            .filter(|t| t.clock_rate == DTMF_CLOCK && t.pt == OFFER_DTMF_PT)
+            .map(|t| t.pt);
+        let mut remote = RTCSessionDescription::default();
+        remote.sdp_type = RTCSdpType::Answer;
+        remote.sdp = answer_sdp.to_owned();
+        self.leg.pc.set_remote_description(remote).await?;
+        Ok(())
+    }
+
+    /// Gives up on the call before an answer came (Meta rejected it, or it timed out).
+    pub async fn close(self) {
+        self.leg.close().await;
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.leg.local_addr
+    }
+}
+
+/// The receiving ends of what [`Handler`] reports.
+struct Channels {
+    events: mpsc::Receiver<WebRtcEvent>,
+    incoming: mpsc::Receiver<IncomingRtp>,
+    gathered: oneshot::Receiver<()>,
+    dropped_incoming: Arc<AtomicU64>,
+}
+
+fn handler() -> (Arc<Handler>, Channels) {
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let (incoming_tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+    let (gathered_tx, gathered) = oneshot::channel();
     let dropped_incoming = Arc::new(AtomicU64::new(0));
     let handler = Arc::new(Handler {
         events: events_tx,
@@ -157,11 +289,18 @@ pub async fn answer_offer(
         dropped_incoming: dropped_incoming.clone(),
         ice_connected: AtomicBool::new(false),
     });
+    let channels = Channels {
+        events,
+        incoming,
+        gathered,
+        dropped_incoming,
+    };
+    (handler, channels)
+}
 
-    let (pc, local_addr) = build_peer_connection(&offer, dtmf_pt, cfg, handler).await?;
-
-    let ssrc = rand::random::<u32>();
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+/// Our one audio track with our one SSRC (§5.2).
+fn local_track(ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         "whatsip".to_owned(),
         "whatsip-audio".to_owned(),
         "whatsip-audio".to_owned(),
@@ -174,31 +313,7 @@ pub async fn answer_offer(
             codec: opus_codec(),
             ..Default::default()
         }],
-    )));
-
-    let result = negotiate(&*pc, offer_sdp, &offer, track.clone(), gathered_rx).await;
-    let (sender, answer) = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            let _ = pc.close().await;
-            return Err(e);
-        }
-    };
-
-    let leg = WebRtcLeg {
-        pc,
-        track,
-        sender,
-        ssrc,
-        next_seq: AtomicU16::new(rand::random()),
-        opus_pt,
-        dtmf_pt,
-        local_addr,
-        events: events_rx,
-        incoming: incoming_rx,
-        dropped_incoming,
-    };
-    Ok((leg, answer))
+    )))
 }
 
 impl WebRtcLeg {
@@ -332,7 +447,7 @@ impl WebRtcLeg {
 }
 
 async fn build_peer_connection(
-    offer: &MetaOffer,
+    opus_pt: u8,
     dtmf_pt: Option<u8>,
     cfg: &WebRtcConfig,
     handler: Arc<Handler>,
@@ -354,7 +469,7 @@ async fn build_peer_connection(
         if UdpSocket::bind(addr).is_err() {
             continue;
         }
-        let mut media_engine = media_engine(offer, dtmf_pt)?;
+        let mut media_engine = media_engine(opus_pt, dtmf_pt)?;
         // RTCP sender/receiver reports keep Meta's inactivity timer fed (§5.2); NACK and
         // TWCC come along and are harmless for audio.
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?;
@@ -420,8 +535,37 @@ async fn negotiate(
         .ok_or(WebRtcError::NoLocalDescription)?;
     let answer = fix_stack_answer(&local.sdp, offer)?;
     check_local_sdp(&answer, LocalRole::AnswerTo(offer))
-        .map_err(WebRtcError::NonCompliantAnswer)?;
+        .map_err(WebRtcError::NonCompliantSdp)?;
     Ok((sender, answer))
+}
+
+async fn make_offer(
+    pc: &dyn PeerConnection,
+    track: Arc<TrackLocalStaticRTP>,
+    gathered: oneshot::Receiver<()>,
+) -> Result<(Arc<dyn RtpSender>, String), WebRtcError> {
+    // A transceiver made from the track alone offers only the track's codec (Opus), and
+    // §5.2 wants telephone-event/8000 in business-initiated offers: list both explicitly.
+    let transceiver = pc.add_transceiver_from_track(track, None).await?;
+    let codecs = media_engine_codecs(OFFER_OPUS_PT, Some(OFFER_DTMF_PT));
+    transceiver.set_codec_preferences(codecs).await?;
+    let sender = transceiver
+        .sender()
+        .await?
+        .ok_or(WebRtcError::NoSender)?;
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    tokio::time::timeout(GATHER_TIMEOUT, gathered)
+        .await
+        .map_err(|_| WebRtcError::GatherTimeout(GATHER_TIMEOUT))?
+        .map_err(|_| WebRtcError::GatherTimeout(GATHER_TIMEOUT))?;
+    let local = pc
+        .local_description()
+        .await
+        .ok_or(WebRtcError::NoLocalDescription)?;
+    let offer = fix_stack_offer(&local.sdp)?;
+    check_local_sdp(&offer, LocalRole::Offer).map_err(WebRtcError::NonCompliantSdp)?;
+    Ok((sender, offer))
 }
 
 /// The codec our track sends; its PT comes from the media engine, which holds Meta's.
@@ -435,31 +579,30 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-fn media_engine(offer: &MetaOffer, dtmf_pt: Option<u8>) -> Result<MediaEngine, WebRtcError> {
+fn media_engine(opus_pt: u8, dtmf_pt: Option<u8>) -> Result<MediaEngine, WebRtcError> {
     let mut engine = MediaEngine::default();
-    engine.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: opus_codec(),
-            payload_type: offer.opus.pt,
-        },
-        RtpCodecKind::Audio,
-    )?;
-    if let Some(pt) = dtmf_pt {
-        engine.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: RTCRtpCodec {
-                    mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
-                    clock_rate: DTMF_CLOCK,
-                    channels: 0,
-                    sdp_fmtp_line: String::new(),
-                    rtcp_feedback: vec![],
-                },
-                payload_type: pt,
-            },
-            RtpCodecKind::Audio,
-        )?;
+    for codec in media_engine_codecs(opus_pt, dtmf_pt) {
+        engine.register_codec(codec, RtpCodecKind::Audio)?;
     }
     Ok(engine)
+}
+
+fn media_engine_codecs(opus_pt: u8, dtmf_pt: Option<u8>) -> Vec<RTCRtpCodecParameters> {
+    let opus = RTCRtpCodecParameters {
+        rtp_codec: opus_codec(),
+        payload_type: opus_pt,
+    };
+    let dtmf = dtmf_pt.map(|pt| RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
+            clock_rate: DTMF_CLOCK,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: pt,
+    });
+    std::iter::once(opus).chain(dtmf).collect()
 }
 
 /// webrtc-rs reports through this object's callbacks; it only forwards into our channels.

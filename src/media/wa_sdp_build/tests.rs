@@ -430,3 +430,33 @@ fn fix_refuses_what_text_cannot_fix() {
         Err(WaSdpError::Malformed { line: 2, .. })
     ));
 }
+
+/// What webrtc-rs 0.21 offers for our one audio transceiver (mid "0", no ptime).
+fn webrtc_rs_offer() -> String {
+    WEBRTC_RS_ANSWER
+        .replace("a=setup:active", "a=setup:actpass")
+        .replace("a=group:BUNDLE audio", "a=group:BUNDLE 0")
+        .replace("a=mid:audio", "a=mid:0")
+}
+
+#[test]
+fn stack_offer_is_rebuilt_to_metas_rules_keeping_the_stacks_mid_and_credentials() {
+    let fixed = fix_stack_offer(&webrtc_rs_offer()).unwrap();
+    assert_eq!(check_local_sdp(&fixed, LocalRole::Offer), Ok(()), "{fixed}");
+    assert!(fixed.contains("a=group:BUNDLE 0\r\n") && fixed.contains("a=mid:0\r\n"), "{fixed}");
+    assert!(fixed.contains("a=ptime:20\r\n") && fixed.contains("a=setup:actpass\r\n"), "{fixed}");
+    assert!(fixed.contains("a=ice-ufrag:kPqfUzWtnHdtGmXm\r\n"), "{fixed}");
+    let o = parse_meta_offer(&fixed).unwrap();
+    assert_eq!(o.ssrcs.iter().map(|s| s.id).collect::<Vec<_>>(), [3735928559]);
+    assert_eq!(o.candidates.len(), 1);
+    assert_eq!(o.fingerprint.value, FP[8..]);
+}
+
+#[test]
+fn stack_offer_without_telephone_event_is_an_error() {
+    let no_dtmf = webrtc_rs_offer()
+        .replace(" 111 126\r\n", " 111\r\n")
+        .replace("a=rtpmap:126 telephone-event/8000\r\n", "");
+    let err = fix_stack_offer(&no_dtmf).unwrap_err();
+    assert!(matches!(err, WaSdpError::StackMismatch { what: "telephone-event/8000 payload type", .. }), "{err}");
+}
