@@ -132,17 +132,9 @@ pub struct TransportInfo {
 }
 
 pub struct WebRtcLeg {
-    pc: Box<dyn PeerConnection>,
-    track: Arc<TrackLocalStaticRTP>,
+    parts: LegParts,
     sender: Arc<dyn RtpSender>,
-    ssrc: u32,
     next_seq: AtomicU16,
-    opus_pt: u8,
-    dtmf_pt: Option<u8>,
-    local_addr: SocketAddr,
-    events: mpsc::Receiver<WebRtcEvent>,
-    incoming: mpsc::Receiver<IncomingRtp>,
-    dropped_incoming: Arc<AtomicU64>,
 }
 
 /// Answers Meta's offer. Returns once our answer is final (host candidate included); ICE and
@@ -158,33 +150,9 @@ pub async fn answer_offer(
         .filter(|t| t.clock_rate == DTMF_CLOCK)
         .map(|t| t.pt);
 
-    let (handler, channels) = handler();
-    let (pc, local_addr) = build_peer_connection(opus_pt, dtmf_pt, cfg, handler).await?;
-    let ssrc = rand::random::<u32>();
-    let track = local_track(ssrc);
-
-    let result = negotiate(&*pc, offer_sdp, &offer, track.clone(), channels.gathered).await;
-    let (sender, answer) = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            let _ = pc.close().await;
-            return Err(e);
-        }
-    };
-    let leg = WebRtcLeg {
-        pc,
-        track,
-        sender,
-        ssrc,
-        next_seq: AtomicU16::new(rand::random()),
-        opus_pt,
-        dtmf_pt,
-        local_addr,
-        events: channels.events,
-        incoming: channels.incoming,
-        dropped_incoming: channels.dropped_incoming,
-    };
-    Ok((leg, answer))
+    let (parts, gathered) = LegParts::build(cfg, opus_pt, dtmf_pt).await?;
+    let negotiated = negotiate(&*parts.pc, offer_sdp, &offer, parts.track.clone(), gathered).await;
+    parts.finish(negotiated).await
 }
 
 /// A business-initiated call's leg, offered and waiting for Meta's answer (which comes in the
@@ -196,32 +164,9 @@ pub struct OfferedLeg {
 /// Makes our offer for a business-initiated call. Returns once the offer is final (host
 /// candidate included); send it in Graph's `connect` action.
 pub async fn create_offer(cfg: &WebRtcConfig) -> Result<(OfferedLeg, String), WebRtcError> {
-    let (handler, channels) = handler();
-    let (pc, local_addr) =
-        build_peer_connection(OFFER_OPUS_PT, Some(OFFER_DTMF_PT), cfg, handler).await?;
-    let ssrc = rand::random::<u32>();
-    let track = local_track(ssrc);
-    let result = make_offer(&*pc, track.clone(), channels.gathered).await;
-    let (sender, offer) = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            let _ = pc.close().await;
-            return Err(e);
-        }
-    };
-    let leg = WebRtcLeg {
-        pc,
-        track,
-        sender,
-        ssrc,
-        next_seq: AtomicU16::new(rand::random()),
-        opus_pt: OFFER_OPUS_PT,
-        dtmf_pt: Some(OFFER_DTMF_PT),
-        local_addr,
-        events: channels.events,
-        incoming: channels.incoming,
-        dropped_incoming: channels.dropped_incoming,
-    };
+    let (parts, gathered) = LegParts::build(cfg, OFFER_OPUS_PT, Some(OFFER_DTMF_PT)).await?;
+    let negotiated = make_offer(&*parts.pc, parts.track.clone(), gathered).await;
+    let (leg, offer) = parts.finish(negotiated).await?;
     Ok((OfferedLeg { leg }, offer))
 }
 
@@ -248,14 +193,14 @@ impl OfferedLeg {
                 offer: OFFER_OPUS_PT.to_string(),
             }));
         }
-        self.leg.dtmf_pt = answer
+        self.leg.parts.dtmf_pt = answer
             .telephone_event
             .filter(|t| t.clock_rate == DTMF_CLOCK && t.pt == OFFER_DTMF_PT)
             .map(|t| t.pt);
         let mut remote = RTCSessionDescription::default();
         remote.sdp_type = RTCSdpType::Answer;
         remote.sdp = answer_sdp.to_owned();
-        self.leg.pc.set_remote_description(remote).await?;
+        self.leg.parts.pc.set_remote_description(remote).await?;
         Ok(())
     }
 
@@ -265,37 +210,77 @@ impl OfferedLeg {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.leg.local_addr
+        self.leg.parts.local_addr
     }
 }
 
-/// The receiving ends of what [`Handler`] reports.
-struct Channels {
+/// A leg before its SDP is settled: everything but the sender, which negotiation yields.
+struct LegParts {
+    pc: Box<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    opus_pt: u8,
+    dtmf_pt: Option<u8>,
+    local_addr: SocketAddr,
     events: mpsc::Receiver<WebRtcEvent>,
     incoming: mpsc::Receiver<IncomingRtp>,
-    gathered: oneshot::Receiver<()>,
     dropped_incoming: Arc<AtomicU64>,
 }
 
-fn handler() -> (Arc<Handler>, Channels) {
-    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-    let (incoming_tx, incoming) = mpsc::channel(INCOMING_QUEUE);
-    let (gathered_tx, gathered) = oneshot::channel();
-    let dropped_incoming = Arc::new(AtomicU64::new(0));
-    let handler = Arc::new(Handler {
-        events: events_tx,
-        incoming: incoming_tx,
-        gathered: std::sync::Mutex::new(Some(gathered_tx)),
-        dropped_incoming: dropped_incoming.clone(),
-        ice_connected: AtomicBool::new(false),
-    });
-    let channels = Channels {
-        events,
-        incoming,
-        gathered,
-        dropped_incoming,
-    };
-    (handler, channels)
+impl LegParts {
+    /// The peer connection on its one socket, our track, and the channels its handler feeds;
+    /// also the signal that ICE gathering is complete.
+    async fn build(
+        cfg: &WebRtcConfig,
+        opus_pt: u8,
+        dtmf_pt: Option<u8>,
+    ) -> Result<(LegParts, oneshot::Receiver<()>), WebRtcError> {
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (incoming_tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+        let (gathered_tx, gathered) = oneshot::channel();
+        let dropped_incoming = Arc::new(AtomicU64::new(0));
+        let handler = Arc::new(Handler {
+            events: events_tx,
+            incoming: incoming_tx,
+            gathered: std::sync::Mutex::new(Some(gathered_tx)),
+            dropped_incoming: dropped_incoming.clone(),
+            ice_connected: AtomicBool::new(false),
+        });
+        let (pc, local_addr) = build_peer_connection(opus_pt, dtmf_pt, cfg, handler).await?;
+        let ssrc = rand::random::<u32>();
+        let parts = LegParts {
+            pc,
+            track: local_track(ssrc),
+            ssrc,
+            opus_pt,
+            dtmf_pt,
+            local_addr,
+            events,
+            incoming,
+            dropped_incoming,
+        };
+        Ok((parts, gathered))
+    }
+
+    /// The leg once negotiation gave a sender and our SDP; on failure the connection is closed.
+    async fn finish(
+        self,
+        negotiated: Result<(Arc<dyn RtpSender>, String), WebRtcError>,
+    ) -> Result<(WebRtcLeg, String), WebRtcError> {
+        let (sender, sdp) = match negotiated {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = self.pc.close().await;
+                return Err(e);
+            }
+        };
+        let leg = WebRtcLeg {
+            parts: self,
+            sender,
+            next_seq: AtomicU16::new(rand::random()),
+        };
+        Ok((leg, sdp))
+    }
 }
 
 /// Our one audio track with our one SSRC (§5.2).
@@ -325,7 +310,7 @@ impl WebRtcLeg {
         timestamp: u32,
         marker: bool,
     ) -> Result<(), WebRtcError> {
-        self.send(self.opus_pt, opus_payload, timestamp, marker)
+        self.send(self.parts.opus_pt, opus_payload, timestamp, marker)
             .await
     }
 
@@ -337,7 +322,7 @@ impl WebRtcLeg {
         timestamp: u32,
         marker: bool,
     ) -> Result<(), WebRtcError> {
-        let pt = self.dtmf_pt.ok_or(WebRtcError::NoDtmf)?;
+        let pt = self.parts.dtmf_pt.ok_or(WebRtcError::NoDtmf)?;
         self.send(pt, event_payload, timestamp, marker).await
     }
 
@@ -347,19 +332,19 @@ impl WebRtcLeg {
     /// once Meta's RTP has arrived, so this cannot be left to its interceptors.
     pub async fn send_rtcp_keepalive(&self) -> Result<(), WebRtcError> {
         let rr = rtc::rtcp::receiver_report::ReceiverReport {
-            ssrc: self.ssrc,
+            ssrc: self.parts.ssrc,
             ..Default::default()
         };
-        self.track.write_rtcp(vec![Box::new(rr)]).await?;
+        self.parts.track.write_rtcp(vec![Box::new(rr)]).await?;
         Ok(())
     }
 
     pub fn events(&mut self) -> &mut mpsc::Receiver<WebRtcEvent> {
-        &mut self.events
+        &mut self.parts.events
     }
 
     pub fn incoming(&mut self) -> &mut mpsc::Receiver<IncomingRtp> {
-        &mut self.incoming
+        &mut self.parts.incoming
     }
 
     /// Both receivers at once, for a task that `select!`s over them in one loop.
@@ -369,35 +354,35 @@ impl WebRtcLeg {
         &mut mpsc::Receiver<WebRtcEvent>,
         &mut mpsc::Receiver<IncomingRtp>,
     ) {
-        (&mut self.events, &mut self.incoming)
+        (&mut self.parts.events, &mut self.parts.incoming)
     }
 
     /// Closes the connection (DTLS close_notify to Meta) and stops its driver.
     pub async fn close(self) {
-        if let Err(e) = self.pc.close().await {
+        if let Err(e) = self.parts.pc.close().await {
             tracing::debug!(error = %e, "closing the WebRTC leg");
         }
     }
 
     pub fn opus_pt(&self) -> u8 {
-        self.opus_pt
+        self.parts.opus_pt
     }
 
     pub fn dtmf_pt(&self) -> Option<u8> {
-        self.dtmf_pt
+        self.parts.dtmf_pt
     }
 
     pub fn ssrc(&self) -> u32 {
-        self.ssrc
+        self.parts.ssrc
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.parts.local_addr
     }
 
     /// Incoming packets dropped because the owner fell more than [`INCOMING_QUEUE`] behind.
     pub fn dropped_incoming(&self) -> u64 {
-        self.dropped_incoming.load(Ordering::Relaxed)
+        self.parts.dropped_incoming.load(Ordering::Relaxed)
     }
 
     pub async fn transport_info(&self) -> Result<Option<TransportInfo>, WebRtcError> {
@@ -434,14 +419,14 @@ impl WebRtcLeg {
                 payload_type,
                 sequence_number: self.next_seq.fetch_add(1, Ordering::Relaxed),
                 timestamp,
-                ssrc: self.ssrc,
+                ssrc: self.parts.ssrc,
                 ..Default::default()
             },
             payload: Bytes::copy_from_slice(payload),
         };
         // Queues to the driver; the core's own checks (SSRC, negotiated PT) are only logged
         // by webrtc-rs 0.21, which is why both PTs are registered from the offer up front.
-        self.track.write_rtp(packet).await?;
+        self.parts.track.write_rtp(packet).await?;
         Ok(())
     }
 }
@@ -524,7 +509,19 @@ async fn negotiate(
     let sender = pc.add_track(track).await?;
     let answer = pc.create_answer(None).await?;
     pc.set_local_description(answer).await?;
-    // Not trickle: Meta takes one SDP in pre_accept and the same in accept (§8.1).
+    let local = gathered_description(pc, gathered).await?;
+    let answer = fix_stack_answer(&local, offer)?;
+    check_local_sdp(&answer, LocalRole::AnswerTo(offer))
+        .map_err(WebRtcError::NonCompliantSdp)?;
+    Ok((sender, answer))
+}
+
+/// Our local SDP once ICE gathering is complete. Not trickle: Meta takes one SDP (the same in
+/// pre_accept and accept, §8.1; the one offer in connect, §2.3).
+async fn gathered_description(
+    pc: &dyn PeerConnection,
+    gathered: oneshot::Receiver<()>,
+) -> Result<String, WebRtcError> {
     tokio::time::timeout(GATHER_TIMEOUT, gathered)
         .await
         .map_err(|_| WebRtcError::GatherTimeout(GATHER_TIMEOUT))?
@@ -533,10 +530,7 @@ async fn negotiate(
         .local_description()
         .await
         .ok_or(WebRtcError::NoLocalDescription)?;
-    let answer = fix_stack_answer(&local.sdp, offer)?;
-    check_local_sdp(&answer, LocalRole::AnswerTo(offer))
-        .map_err(WebRtcError::NonCompliantSdp)?;
-    Ok((sender, answer))
+    Ok(local.sdp)
 }
 
 async fn make_offer(
@@ -555,15 +549,8 @@ async fn make_offer(
         .ok_or(WebRtcError::NoSender)?;
     let offer = pc.create_offer(None).await?;
     pc.set_local_description(offer).await?;
-    tokio::time::timeout(GATHER_TIMEOUT, gathered)
-        .await
-        .map_err(|_| WebRtcError::GatherTimeout(GATHER_TIMEOUT))?
-        .map_err(|_| WebRtcError::GatherTimeout(GATHER_TIMEOUT))?;
-    let local = pc
-        .local_description()
-        .await
-        .ok_or(WebRtcError::NoLocalDescription)?;
-    let offer = fix_stack_offer(&local.sdp)?;
+    let local = gathered_description(pc, gathered).await?;
+    let offer = fix_stack_offer(&local)?;
     check_local_sdp(&offer, LocalRole::Offer).map_err(WebRtcError::NonCompliantSdp)?;
     Ok((sender, offer))
 }
