@@ -1,4 +1,5 @@
-//! Calls. Today: the admin's test call (`whatsip ring`). The per-call actor around a pure call
-//! state machine arrives with inbound WhatsApp calls.
+//! Calls: the admin's test call (`whatsip ring`) and the pure state machine of a WhatsApp call
+//! (`machine`), which the per-call actor drives.
 
+pub mod machine;
 pub mod test_ring;
