@@ -43,7 +43,10 @@ fn check_audio_run(what: &str, got: &[(u8, u16, u32)]) {
 
 fn check_tone(what: &str, pcm: &[i16], rate: u32, hz: f32) {
     let (got, dbfs) = dominant_frequency(pcm, rate, 100.0, 3800.0).expect("a tone");
-    println!("{what}: {got:.1} Hz at {dbfs:.1} dBFS over {} samples", pcm.len());
+    println!(
+        "{what}: {got:.1} Hz at {dbfs:.1} dBFS over {} samples",
+        pcm.len()
+    );
     assert!((got - hz).abs() < hz * 0.01, "{what}: {got} Hz, not {hz}");
     assert!(dbfs > -30.0, "{what}: {dbfs} dBFS");
 }
@@ -82,7 +85,9 @@ async fn leg_talks_to_an_ice_lite_dtls_server_meta() {
     assert!(answer.contains("a=ptime:20\r\n"));
     assert_eq!(leg.opus_pt(), OPUS_PT);
     assert_eq!(leg.dtmf_pt(), Some(DTMF_PT));
-    meta.accept_answer(&answer).await.expect("Meta takes our answer");
+    meta.accept_answer(&answer)
+        .await
+        .expect("Meta takes our answer");
 
     // ICE + DTLS complete with nobody sending audio.
     let ev = timeout(STEP, leg.events().recv())
@@ -141,7 +146,9 @@ async fn leg_talks_to_an_ice_lite_dtls_server_meta() {
     let mut pcm = [0i16; 320];
     let mut heard_at_leg = Vec::new();
     for p in &at_leg {
-        let n = decoder.decode(&p.payload, &mut pcm).expect("Meta sends Opus");
+        let n = decoder
+            .decode(&p.payload, &mut pcm)
+            .expect("Meta sends Opus");
         heard_at_leg.extend_from_slice(&pcm[..n]);
     }
     check_tone("leg heard Meta", &heard_at_leg[3200..], 16_000, META_HZ);

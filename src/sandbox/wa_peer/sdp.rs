@@ -99,12 +99,11 @@ pub(crate) fn shape(stack: &str, shape: Shape) -> Result<String, ShapeError> {
             if !kept(pt) {
                 continue;
             }
-            if l.starts_with("a=fmtp:") {
-                if matches!(shape, Shape::Offer { opus_pt, .. } if pt == opus_pt) {
-                    out.push(format!("a=fmtp:{pt} {META_OPUS_FMTP}"));
-                    last_codec_line = Some(out.len());
-                    continue;
-                }
+            let is_offer_opus = matches!(shape, Shape::Offer { opus_pt, .. } if pt == opus_pt);
+            if is_offer_opus && l.starts_with("a=fmtp:") {
+                out.push(format!("a=fmtp:{pt} {META_OPUS_FMTP}"));
+                last_codec_line = Some(out.len());
+                continue;
             }
             out.push((*l).to_owned());
             last_codec_line = Some(out.len());
@@ -251,7 +250,11 @@ a=end-of-candidates\n";
         assert_eq!(answer.setup, Setup::Active);
         assert_eq!(answer.ice_options, vec!["trickle".to_owned()]);
         assert_eq!(answer.payload_types, vec![111, 126]);
-        assert_eq!(answer.opus_param("minptime"), Some("10"), "stack's fmtp kept");
+        assert_eq!(
+            answer.opus_param("minptime"),
+            Some("10"),
+            "stack's fmtp kept"
+        );
         assert_eq!(answer.ptime, Some(20));
         assert_eq!(answer.port, 40123);
         assert_eq!(answer.candidates.len(), 1);

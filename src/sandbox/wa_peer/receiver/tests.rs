@@ -37,7 +37,10 @@ fn audio(rx: &mut Receiver, i: usize, payload: &[u8]) -> PacketKind {
 fn check_tone(pcm: &[i16]) {
     let (hz, db) = dominant_frequency(pcm, RATE, 100.0, 7000.0).unwrap();
     assert!((hz - 1000.0).abs() < 5.0, "{hz} Hz");
-    assert!((db - rms_dbfs(&sine(1000.0, RATE, 1.0, 0.3))).abs() < 3.0, "{db} dBFS");
+    assert!(
+        (db - rms_dbfs(&sine(1000.0, RATE, 1.0, 0.3))).abs() < 3.0,
+        "{db} dBFS"
+    );
 }
 
 #[test]
@@ -51,7 +54,11 @@ fn a_clean_stream_is_decoded_frame_for_frame() {
     assert_eq!(heard.pcm.len(), 100 * FRAME);
     assert_eq!(heard.audio_packets, 100);
     assert_eq!(
-        (heard.fec_frames, heard.concealed_frames, heard.silent_frames),
+        (
+            heard.fec_frames,
+            heard.concealed_frames,
+            heard.silent_frames
+        ),
         (0, 0, 0)
     );
     assert_eq!(heard.arrivals[7].pcm_at, 7 * FRAME);
@@ -94,7 +101,10 @@ fn bursts_are_concealed_then_silenced() {
         audio(&mut rx, i, p);
     }
     let heard = rx.heard();
-    assert_eq!(heard.fec_frames, 2, "one per burst, the frame before the next packet");
+    assert_eq!(
+        heard.fec_frames, 2,
+        "one per burst, the frame before the next packet"
+    );
     assert_eq!(heard.concealed_frames, 2 + 5);
     assert_eq!(heard.silent_frames, 2);
     assert_eq!(heard.pcm.len(), 40 * FRAME);
@@ -106,8 +116,8 @@ fn bursts_are_concealed_then_silenced() {
 fn late_and_duplicate_packets_are_dropped() {
     let packets = tone_packets(10);
     let mut rx = rx();
-    for i in 0..6 {
-        audio(&mut rx, i, &packets[i]);
+    for (i, p) in packets.iter().enumerate().take(6) {
+        audio(&mut rx, i, p);
     }
     audio(&mut rx, 3, &packets[3]);
     audio(&mut rx, 5, &packets[5]);
@@ -116,7 +126,11 @@ fn late_and_duplicate_packets_are_dropped() {
     assert_eq!(heard.late_packets, 2);
     assert_eq!(heard.audio_packets, 9);
     assert_eq!(heard.pcm.len(), 7 * FRAME);
-    assert_eq!(heard.arrivals.len(), 9, "late packets are still logged as arrivals");
+    assert_eq!(
+        heard.arrivals.len(),
+        9,
+        "late packets are still logged as arrivals"
+    );
 }
 
 #[test]
@@ -130,7 +144,10 @@ fn a_long_jump_starts_a_new_timeline() {
     let heard = rx.heard();
     assert_eq!(heard.resyncs, 1);
     assert_eq!(heard.pcm.len(), 3 * FRAME);
-    assert_eq!(heard.concealed_frames + heard.silent_frames + heard.fec_frames, 0);
+    assert_eq!(
+        heard.concealed_frames + heard.silent_frames + heard.fec_frames,
+        0
+    );
 }
 
 #[test]
@@ -182,11 +199,17 @@ fn dtmf_in_the_stream_gives_each_digit_once() {
         marker: false,
         payload: &[0xFF; 160],
     };
-    assert_eq!(rx.on_packet(Duration::from_secs(1), &other), PacketKind::Other);
+    assert_eq!(
+        rx.on_packet(Duration::from_secs(1), &other),
+        PacketKind::Other
+    );
     rx.finish();
     let heard = rx.heard();
     assert_eq!(heard.digits, "7");
-    assert_eq!(heard.dtmf_packets, 7, "4 in progress, the end sent 3 times (RFC 4733 §2.5.1.4)");
+    assert_eq!(
+        heard.dtmf_packets, 7,
+        "4 in progress, the end sent 3 times (RFC 4733 §2.5.1.4)"
+    );
     assert_eq!(heard.other_packets, 1);
 }
 
@@ -238,7 +261,11 @@ fn gaps_count_the_window_edges() {
     assert_eq!(heard.largest_gap(ms(100), ms(320)), ms(180));
     assert_eq!(heard.largest_gap(ms(0), ms(320)), ms(180));
     assert_eq!(heard.largest_gap(ms(0), ms(1000)), ms(680), "stopped early");
-    assert_eq!(heard.largest_gap(ms(400), ms(500)), ms(100), "nothing at all");
+    assert_eq!(
+        heard.largest_gap(ms(400), ms(500)),
+        ms(100),
+        "nothing at all"
+    );
     assert_eq!(heard.first_audio(), Some(ms(100)));
 }
 
