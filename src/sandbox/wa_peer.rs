@@ -207,14 +207,15 @@ impl WaPeer {
     /// Meta's connect webhook (§2.2, §5.1). Give the business's answer to
     /// [`WaPeer::accept_answer`].
     pub async fn offer(cfg: WaPeerConfig) -> Result<(WaPeer, String), WaPeerError> {
-        let mut parts = Parts::build(&cfg, OPUS_PT, Some(DTMF_PT), false).await?;
+        let mut parts = Parts::build(&cfg, OPUS_PT, META_OPUS_FMTP, Some(DTMF_PT), false).await?;
         let made = async {
             parts.pc.add_track(parts.track.clone()).await?;
             // add_track narrows the transceiver to the track's one codec; Meta offers
             // telephone-event too.
             let transceivers = parts.pc.get_transceivers().await;
             if let Some(t) = transceivers.first() {
-                t.set_codec_preferences(vec![opus_params(OPUS_PT), dtmf_params(DTMF_PT)])
+                let opus = opus_params(OPUS_PT, META_OPUS_FMTP);
+                t.set_codec_preferences(vec![opus, dtmf_params(DTMF_PT)])
                     .await?;
             }
             let offer = parts.pc.create_offer(None).await?;
@@ -255,7 +256,17 @@ impl WaPeer {
             .telephone_event
             .filter(|t| t.clock_rate == DTMF_CLOCK)
             .map(|t| t.pt);
-        let mut parts = Parts::build(&cfg, offer.opus.pt, dtmf_pt, true).await?;
+        // The offer's own Opus parameters: webrtc-rs negotiates only exact codec matches when
+        // any codec (here telephone-event) matches exactly, and Opus with a parameter valued
+        // differently on each side (minptime) would be only a partial one and left out.
+        let fmtp = offer
+            .opus
+            .fmtp
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut parts = Parts::build(&cfg, offer.opus.pt, &fmtp, dtmf_pt, true).await?;
         let made = async {
             let mut remote = RTCSessionDescription::default();
             remote.sdp_type = RTCSdpType::Offer;
@@ -390,11 +401,12 @@ impl Parts {
     async fn build(
         cfg: &WaPeerConfig,
         opus_pt: u8,
+        opus_fmtp: &str,
         dtmf_pt: Option<u8>,
         answering: bool,
     ) -> Result<Parts, WaPeerError> {
         let mut engine = MediaEngine::default();
-        engine.register_codec(opus_params(opus_pt), RtpCodecKind::Audio)?;
+        engine.register_codec(opus_params(opus_pt, opus_fmtp), RtpCodecKind::Audio)?;
         if let Some(pt) = dtmf_pt {
             engine.register_codec(dtmf_params(pt), RtpCodecKind::Audio)?;
         }
@@ -442,7 +454,7 @@ impl Parts {
                     ssrc: Some(ssrc),
                     ..Default::default()
                 },
-                codec: opus_codec(),
+                codec: opus_codec(opus_fmtp),
                 ..Default::default()
             }],
         )));
@@ -715,20 +727,21 @@ impl Media {
     }
 }
 
-/// The codec our track sends: Opus with Meta's parameters.
-fn opus_codec() -> RTCRtpCodec {
+/// The codec our track sends. Its fmtp must equal the media engine's, or webrtc-rs refuses
+/// the track.
+fn opus_codec(fmtp: &str) -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: OPUS_CLOCK,
         channels: 2,
-        sdp_fmtp_line: META_OPUS_FMTP.to_owned(),
+        sdp_fmtp_line: fmtp.to_owned(),
         rtcp_feedback: vec![],
     }
 }
 
-fn opus_params(pt: u8) -> RTCRtpCodecParameters {
+fn opus_params(pt: u8, fmtp: &str) -> RTCRtpCodecParameters {
     RTCRtpCodecParameters {
-        rtp_codec: opus_codec(),
+        rtp_codec: opus_codec(fmtp),
         payload_type: pt,
     }
 }
