@@ -556,12 +556,19 @@ async fn make_offer(
 }
 
 /// The codec our track sends; its PT comes from the media engine, which holds Meta's.
+///
+/// Only `useinbandfec=1` in the fmtp: webrtc-rs 0.21 negotiates only the exact matches when
+/// any codec matches exactly, and a parameter both sides name with different values makes
+/// Opus a partial match. Against Meta's current offers (`minptime=20`, §5.1) a local
+/// `minptime=10` left telephone-event as the only negotiated codec, and adding our Opus
+/// track then failed. This line never reaches Meta: the stack answers with the codec
+/// parameters it negotiated, which are the offer's.
 fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: OPUS_CLOCK,
         channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        sdp_fmtp_line: "useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
     }
 }
