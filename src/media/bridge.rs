@@ -339,8 +339,10 @@ impl Bridge {
     fn on_wa_rtp(&mut self, now: Instant, rtp: &IncomingRtp) {
         self.stats.wa_packets_received += 1;
         if rtp.payload_type == self.leg.opus_pt() {
-            self.jitter
-                .push(now, rtp.sequence, rtp.timestamp, &rtp.payload);
+            if self.core.plays_whatsapp_audio() {
+                self.jitter
+                    .push(now, rtp.sequence, rtp.timestamp, &rtp.payload);
+            }
             self.wa_dtmf_rx.on_audio(rtp.timestamp, WA_DTMF_GRACE);
             self.core.wa_audio_received(now);
         } else if Some(rtp.payload_type) == self.leg.dtmf_pt() {
@@ -380,7 +382,9 @@ impl Bridge {
                 return;
             };
             self.stats.phone_packets_received += 1;
-            phone.jitter.push(now, h.sequence, h.timestamp, frame);
+            if self.core.plays_phone_audio() {
+                phone.jitter.push(now, h.sequence, h.timestamp, frame);
+            }
             phone.dtmf_rx.on_audio(h.timestamp, PHONE_DTMF_GRACE);
             self.core.phone_audio_received(now);
         } else {

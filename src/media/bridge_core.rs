@@ -298,6 +298,17 @@ impl BridgeCore {
         }
     }
 
+    /// Whether WhatsApp's audio is played to anyone now. Until then the shell need not buffer
+    /// it: what would pile up is delay, played out later as lag.
+    pub fn plays_whatsapp_audio(&self) -> bool {
+        self.is_active() && self.phone == PhoneLeg::Bridged
+    }
+
+    /// Whether the phone's audio goes to WhatsApp now (accepted and bridged); see above.
+    pub fn plays_phone_audio(&self) -> bool {
+        self.state == BridgeState::Accepted && self.phone == PhoneLeg::Bridged
+    }
+
     pub fn wa_audio_received(&mut self, now: Instant) {
         if !self.is_active() {
             return;

@@ -468,3 +468,18 @@ fn phone_draws_from_the_whatsapp_jitter_buffer_every_tick_once_whatsapp_spoke() 
     assert!(ticks >= 44, "a frame drawn every 20 ms tick: {ticks} in 900 ms");
     assert_eq!(d.count(TO_PHONE_SILENCE, 400 * MS, 1300 * MS), 0);
 }
+
+#[test]
+fn audio_is_buffered_only_while_someone_hears_it() {
+    let mut d = Driver::connected();
+    assert!(!d.core.plays_whatsapp_audio() && !d.core.plays_phone_audio());
+    d.input(|c, now| c.phone_answered(now).unwrap());
+    // The phone hears WhatsApp from attach on; WhatsApp hears the phone only after accept.
+    assert!(d.core.plays_whatsapp_audio() && !d.core.plays_phone_audio());
+    d.input(|c, now| c.accept(now).unwrap());
+    assert!(d.core.plays_whatsapp_audio() && d.core.plays_phone_audio());
+    d.input(|c, now| c.unbridge(now).unwrap());
+    assert!(!d.core.plays_whatsapp_audio() && !d.core.plays_phone_audio());
+    d.input(|c, now| c.hangup(now));
+    assert!(!d.core.plays_whatsapp_audio());
+}
