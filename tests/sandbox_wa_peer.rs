@@ -1,36 +1,19 @@
-//! The sandbox WhatsApp user answering a business-initiated call (§2.3, §5.1 of
-//! docs/whatsapp-calling-api.md): `WaPeer::answer` against a plain webrtc-rs offerer that does
-//! what our business leg will do (full ICE, `actpass`, Opus 111 and telephone-event 126/8000).
-//! Meta's answer must be ICE-lite with `a=setup:active`, so the business ends up ICE
+//! A business-initiated call (§2.3, §5.1 of docs/whatsapp-calling-api.md): our WebRTC leg
+//! offers (`create_offer`), the sandbox's WhatsApp user answers as Meta does (`WaPeer::answer`:
+//! ICE-lite, `a=setup:active`), and our leg applies the answer. The business ends up ICE
 //! controlling and DTLS server; audio and a digit then cross both ways. 127.0.0.1 only.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT,
-};
-use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    register_default_interceptors, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry, SettingEngineBuilder,
-};
 use whatsip::media::dtmf::DtmfReceiver;
 use whatsip::media::opus::{OpusDecoder, OpusEncoder, MAX_PACKET};
 use whatsip::media::tone::{dominant_frequency, sine};
 use whatsip::media::wa_sdp::{parse_meta_answer, Setup};
+use whatsip::media::webrtc_leg::{create_offer, WebRtcConfig, WebRtcEvent};
 use whatsip::sandbox::{AudioSource, WaPeer, WaPeerConfig, WaPeerEvent};
+
+mod common;
 
 const OPUS_PT: u8 = 111;
 const DTMF_PT: u8 = 126;
@@ -38,117 +21,16 @@ const STEP: Duration = Duration::from_secs(10);
 const USER_HZ: f32 = 1000.0;
 const BUSINESS_HZ: f32 = 440.0;
 
-struct BusinessHandler {
-    state: mpsc::UnboundedSender<RTCPeerConnectionState>,
-    gathered: mpsc::UnboundedSender<()>,
-    rtp: mpsc::UnboundedSender<rtp::Packet>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for BusinessHandler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(());
-        }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.state.send(state);
-    }
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let rtp = self.rtp.clone();
-        tokio::spawn(async move {
-            while let Some(event) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(p) = event {
-                    let _ = rtp.send(p);
-                }
-            }
-        });
-    }
-}
-
-fn codec(mime: &str, clock_rate: u32, channels: u16, fmtp: &str) -> RTCRtpCodecParameters {
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: mime.to_owned(),
-            clock_rate,
-            channels,
-            sdp_fmtp_line: fmtp.to_owned(),
-            rtcp_feedback: vec![],
-        },
-        payload_type: 0,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_user_answers_a_business_offer_as_meta_does() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-
-    // The business: full ICE (so controlling against a lite answer), DTLS role left to the
-    // offer/answer (actpass).
-    let opus = RTCRtpCodecParameters {
-        payload_type: OPUS_PT,
-        ..codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1")
+async fn the_user_answers_our_offer_as_meta_does() {
+    let base = common::ports::free_udp_block(10);
+    let cfg = WebRtcConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        public_ip: None,
+        port_min: base,
+        port_max: base + 9,
     };
-    let dtmf = RTCRtpCodecParameters {
-        payload_type: DTMF_PT,
-        ..codec(MIME_TYPE_TELEPHONE_EVENT, 8000, 0, "")
-    };
-    let mut engine = MediaEngine::default();
-    engine
-        .register_codec(opus.clone(), RtpCodecKind::Audio)
-        .unwrap();
-    engine
-        .register_codec(dtmf.clone(), RtpCodecKind::Audio)
-        .unwrap();
-    let registry = register_default_interceptors(Registry::new(), &mut engine).unwrap();
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_include_loopback_candidate(true)
-        .build();
-    let (state_tx, mut state) = mpsc::unbounded_channel();
-    let (gathered_tx, mut gathered) = mpsc::unbounded_channel();
-    let (rtp_tx, mut at_business) = mpsc::unbounded_channel();
-    let business = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(engine)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .with_handler(Arc::new(BusinessHandler {
-            state: state_tx,
-            gathered: gathered_tx,
-            rtp: rtp_tx,
-        }))
-        .with_udp_addrs(vec!["127.0.0.1:0"])
-        .build()
-        .await
-        .unwrap();
-    let ssrc = 0xB005_0001;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "business".to_owned(),
-        "business-audio".to_owned(),
-        "business-audio".to_owned(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: opus.rtp_codec.clone(),
-            ..Default::default()
-        }],
-    )));
-    business.add_track(track.clone()).await.unwrap();
-    business.get_transceivers().await[0]
-        .set_codec_preferences(vec![opus.clone(), dtmf.clone()])
-        .await
-        .unwrap();
-    let offer = business.create_offer(None).await.unwrap();
-    business.set_local_description(offer).await.unwrap();
-    timeout(STEP, gathered.recv()).await.unwrap().unwrap();
-    let offer = business.local_description().await.unwrap().sdp;
+    let (offered, offer) = create_offer(&cfg).await.expect("our offer");
 
     // Meta's side answers.
     let user_cfg = WaPeerConfig {
@@ -161,14 +43,9 @@ async fn the_user_answers_a_business_offer_as_meta_does() {
     let (mut user, answer) = WaPeer::answer(&offer, user_cfg)
         .await
         .expect("the user answers");
-    println!("--- Meta's answer ---\n{answer}");
     let parsed = parse_meta_answer(&answer).expect("reads as Meta's answer");
     assert!(parsed.ice_lite);
-    assert_eq!(
-        parsed.setup,
-        Setup::Active,
-        "Meta takes the DTLS client role"
-    );
+    assert_eq!(parsed.setup, Setup::Active, "Meta takes the DTLS client role");
     assert_eq!(parsed.payload_types, vec![OPUS_PT, DTMF_PT]);
     assert_eq!(parsed.ptime, Some(20));
     assert!(parsed.rtcp_mux);
@@ -178,27 +55,23 @@ async fn the_user_answers_a_business_offer_as_meta_does() {
         Err(whatsip::sandbox::WaPeerError::NotOfferer)
     ));
 
-    let mut remote = RTCSessionDescription::default();
-    remote.sdp_type = RTCSdpType::Answer;
-    remote.sdp = answer;
-    business.set_remote_description(remote).await.unwrap();
+    let mut business = offered.accept_answer(&answer).await.expect("we take Meta's answer");
     user.wait_for(STEP, |e| *e == WaPeerEvent::Connected)
         .await
         .expect("the user connects");
-    loop {
-        let s = timeout(STEP, state.recv()).await.unwrap().unwrap();
-        if s == RTCPeerConnectionState::Connected {
-            break;
-        }
+    match timeout(STEP, business.events().recv()).await {
+        Ok(Some(WebRtcEvent::Connected)) => {}
+        other => panic!("our leg did not connect: {other:?}"),
     }
+    let ours = business.transport_info().await.unwrap().expect("our transport");
+    assert!(ours.ice_controlling && ours.dtls_connected, "{ours:?}");
     let transport = user.transport().await.expect("user's transport");
-    println!("user transport: {transport:?}");
     assert!(!transport.ice_controlling, "the business controls ICE");
     assert!(transport.dtls_client && transport.dtls_connected);
 
     // Nothing from the user before it picks up.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(at_business.try_recv().is_err(), "RTP before unmute");
+    assert!(business.incoming().try_recv().is_err(), "RTP before unmute");
 
     // Both talk for 1.5 s; the user presses 4 in the middle.
     user.unmute().unwrap();
@@ -212,19 +85,7 @@ async fn the_user_answers_a_business_offer_as_meta_does() {
             user.dtmf('4').unwrap();
         }
         let n = encoder.encode(pcm, &mut packet).unwrap();
-        let p = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                marker: i == 0,
-                payload_type: OPUS_PT,
-                sequence_number: 100 + i as u16,
-                timestamp: 3000 + i as u32 * 960,
-                ssrc,
-                ..Default::default()
-            },
-            payload: bytes::Bytes::copy_from_slice(&packet[..n]),
-        };
-        track.write_rtp(p).await.unwrap();
+        business.send_audio(&packet[..n], 3000 + i as u32 * 960, i == 0).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -233,14 +94,14 @@ async fn the_user_answers_a_business_offer_as_meta_does() {
     let mut heard_by_business = Vec::new();
     let mut digits = DtmfReceiver::new();
     let mut digit = None;
-    while let Ok(p) = at_business.try_recv() {
-        match p.header.payload_type {
+    while let Ok(p) = business.incoming().try_recv() {
+        match p.payload_type {
             OPUS_PT => {
                 let n = decoder.decode(&p.payload, &mut pcm).unwrap();
                 heard_by_business.extend_from_slice(&pcm[..n]);
             }
             DTMF_PT => {
-                digits.on_packet(p.header.timestamp, &p.payload).unwrap();
+                digits.on_packet(p.timestamp, &p.payload).unwrap();
                 digit = digit.or(digits.poll_digit());
             }
             other => panic!("unexpected PT {other}"),
@@ -255,11 +116,8 @@ async fn the_user_answers_a_business_offer_as_meta_does() {
     let heard = &report.heard;
     assert!(heard.audio_packets >= 70, "{} packets", heard.audio_packets);
     let (hz, dbfs) = dominant_frequency(&heard.pcm, heard.rate, 100.0, 3800.0).unwrap();
-    println!(
-        "user heard {hz:.1} Hz at {dbfs:.1} dBFS; sent {:?}",
-        report.sent
-    );
+    println!("user heard {hz:.1} Hz at {dbfs:.1} dBFS; sent {:?}", report.sent);
     assert!((hz - BUSINESS_HZ).abs() < 5.0 && dbfs > -30.0);
     assert!(report.sent.dtmf_packets >= 5 && report.sent.frames >= 60);
-    business.close().await.unwrap();
+    business.close().await;
 }
