@@ -10,3 +10,5 @@ pub mod media;
 pub mod serve;
 pub mod sip;
 pub mod store;
+pub mod tls;
+pub mod whatsapp;
