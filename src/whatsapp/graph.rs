@@ -124,7 +124,7 @@ impl fmt::Display for MetaError {
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
     #[error("Graph {action}: Meta refused it with HTTP {status}, {error}")]
-    Meta { action: Action, status: u16, error: MetaError },
+    Meta { action: Action, status: u16, error: Box<MetaError> },
     #[error("Graph {action}: HTTP {status} without Meta's error envelope: {body}")]
     Http { action: Action, status: u16, body: String },
     #[error("Graph {action}: no answer within {after:?}")]
@@ -346,14 +346,14 @@ pub fn error_from_response(action: Action, status: u16, body: &[u8]) -> GraphErr
         Some(e) => GraphError::Meta {
             action,
             status,
-            error: MetaError {
+            error: Box::new(MetaError {
                 code: ErrorCode::from_code(e.code.expect("filtered")),
                 subcode: e.error_subcode,
                 message: e.message.or(e.error_user_msg).unwrap_or_default(),
                 error_type: e.kind,
                 details: e.error_data.and_then(|d| d.details),
                 fbtrace_id: e.fbtrace_id,
-            },
+            }),
         },
         None => GraphError::Http { action, status, body: excerpt(body) },
     }

@@ -173,7 +173,7 @@ fn memory_is_capped() {
     }
     // The newest calls are still known; the oldest were let go first.
     assert_eq!(ing.admit(at(T0 + 10), &connect("wacid.9", T0 + 9)), Verdict::Duplicate);
-    assert_eq!(ing.admit(at(T0 + 10), &connect("wacid.0", T0 + 0)), Verdict::Deliver);
+    assert_eq!(ing.admit(at(T0 + 10), &connect("wacid.0", T0)), Verdict::Deliver);
 }
 
 #[test]
