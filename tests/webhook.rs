@@ -238,3 +238,50 @@ async fn serves_https_with_its_own_certificate() {
     assert_eq!(summary(&w.events_until_marker("wacid.marker").await), ["wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gh connect"]);
     w.stop().await;
 }
+
+#[actix_web::test]
+async fn a_full_queue_gets_503_and_the_redelivery_is_not_lost() {
+    let mut config = whatsapp::WebhookConfig::from_settings(&settings(None)).unwrap();
+    config.queue = 1;
+    // The sink holds one event and nobody reads it yet: the pump stalls behind it.
+    let (tx, mut events) = mpsc::channel(1);
+    let server = whatsapp::webhook::server_with(config, tx).unwrap();
+    let url = format!("http://127.0.0.1:{}/hooks/meta", server.local_addr().port());
+    let handle = server.handle();
+    actix_web::rt::spawn(server.run());
+    let http = reqwest::Client::new();
+    let post = |call: String| {
+        let body = fixture("connect").replace("wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gh", &call);
+        let req = http.post(&url).header("X-Hub-Signature-256", sign(SECRET.as_bytes(), body.as_bytes())).body(body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    // Sink, pump and queue hold one batch each: the fourth POST cannot be taken.
+    for i in 0..4 {
+        let call = format!("wacid.Q{i}");
+        match post(call.clone()).await {
+            200 => accepted.push(call),
+            503 => {
+                refused = Some(call);
+                break;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    let refused = refused.expect("a POST was refused while the queue was full");
+
+    for call in &accepted {
+        assert_eq!(next(&mut events).await.call_id(), Some(&CallId::new(call.as_str())));
+    }
+    // Meta delivers the refused POST again: nothing of it was taken the first time.
+    assert_eq!(post(refused.clone()).await, 200);
+    assert_eq!(next(&mut events).await.call_id(), Some(&CallId::new(refused.as_str())));
+    handle.stop(true).await;
+}
+
+async fn next(events: &mut mpsc::Receiver<WaEvent>) -> WaEvent {
+    // A guard against a hang, not a timing assertion.
+    tokio::time::timeout(Duration::from_secs(20), events.recv()).await.expect("event").expect("open")
+}
