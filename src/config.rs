@@ -15,6 +15,8 @@ use crate::media::bridge::BridgeSettings;
 use crate::media::bridge_core::BridgeConfig;
 use crate::media::transcode::{DecodeConfig, EncodeConfig, IdleFill};
 use crate::media::webrtc_leg::WebRtcConfig;
+use crate::ids::{TrunkId, UserName};
+use crate::sip::leg::DialTarget;
 
 /// Everything whatsip can be told. `whatsip.example.toml` documents every key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -28,6 +30,7 @@ pub struct Settings {
     pub webrtc: WebRtcSettings,
     pub media: MediaSettings,
     pub api: ApiSettings,
+    pub whatsapp: WhatsAppSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -196,6 +199,65 @@ pub struct MediaSettings {
     pub comfort_noise_dbfs: f32,
 }
 
+/// Meta's side in Graph mode: the webhook we receive calls on and the Graph API we act with
+/// (docs/whatsapp-calling-api.md §1, §2).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatsAppSettings {
+    /// The Meta app's secret: webhooks are signed with it (`X-Hub-Signature-256`, §2.1).
+    pub app_secret: String,
+    /// The string Meta's webhook set-up sends back in `hub.verify_token` (§2.1).
+    pub verify_token: String,
+    /// Bearer token for Graph calls (a system user's token with `whatsapp_business_messaging`).
+    pub access_token: String,
+    pub graph_base_url: String,
+    /// `vNN.N`; Calling needs v17.0 or newer (§1.1).
+    pub graph_api_version: String,
+    /// Path of the callback URL (GET handshake, POST events).
+    pub webhook_path: String,
+    /// Address the webhook server listens on; empty disables it. Meta needs HTTPS on a public
+    /// name: either set `webhook_tls_cert`/`webhook_tls_key`, or put a TLS proxy in front.
+    pub webhook_listen: String,
+    pub webhook_tls_cert: String,
+    pub webhook_tls_key: String,
+    /// The business numbers whose calls whatsip takes.
+    pub numbers: Vec<WhatsAppNumberSettings>,
+}
+
+/// One business phone number and where its calls ring (until dialplans exist).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsAppNumberSettings {
+    /// Meta's id of the number (WhatsApp Manager, API set-up), not the number itself.
+    pub phone_number_id: String,
+    /// The number as people dial it, digits with an optional leading `+`; for logs and caller id.
+    pub display_number: String,
+    /// A `[[sip.users]]` name (`1001`), or an extension behind a trunk (`trunk:pbx/2001`).
+    pub target: String,
+}
+
+impl WhatsAppNumberSettings {
+    /// What [`WhatsAppNumberSettings::target`] names; it does not check that the user or the
+    /// trunk exists ([`Settings::validate`] does).
+    pub fn dial_target(&self) -> Result<DialTarget, String> {
+        parse_number_target(&self.target)
+    }
+}
+
+fn parse_number_target(target: &str) -> Result<DialTarget, String> {
+    let extension_ok = |e: &str| !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+*#".contains(c));
+    match target.strip_prefix("trunk:") {
+        Some(rest) => match rest.split_once('/') {
+            Some((trunk, ext)) if !trunk.is_empty() && extension_ok(ext) => {
+                Ok(DialTarget::Trunk { trunk: TrunkId::new(trunk), extension: ext.into() })
+            }
+            _ => Err("expected trunk:<trunk name>/<extension>, e.g. trunk:pbx/2001".into()),
+        },
+        None if !target.is_empty() => Ok(DialTarget::User(UserName::new(target))),
+        None => Err("name a [[sip.users]] user (1001) or trunk:<trunk>/<extension>".into()),
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
@@ -215,6 +277,7 @@ impl Default for Settings {
             webrtc: WebRtcSettings::default(),
             media: MediaSettings::default(),
             api: ApiSettings::default(),
+            whatsapp: WhatsAppSettings::default(),
         }
     }
 }
@@ -293,6 +356,24 @@ impl Default for MediaSettings {
             opus_decode_rate: DecodeConfig::default().opus_rate,
             comfort_noise: matches!(encode.idle, IdleFill::ComfortNoise { .. }),
             comfort_noise_dbfs: noise_dbfs,
+        }
+    }
+}
+
+impl Default for WhatsAppSettings {
+    fn default() -> Self {
+        WhatsAppSettings {
+            app_secret: String::new(),
+            verify_token: String::new(),
+            access_token: String::new(),
+            graph_base_url: "https://graph.facebook.com".into(),
+            // §1.1: Calling needs v17.0 or newer; v23.0 is what current integrations use.
+            graph_api_version: "v23.0".into(),
+            webhook_path: "/webhook".into(),
+            webhook_listen: "127.0.0.1:8089".into(),
+            webhook_tls_cert: String::new(),
+            webhook_tls_key: String::new(),
+            numbers: Vec::new(),
         }
     }
 }
@@ -379,8 +460,8 @@ impl Settings {
             v.fail("sip.listen_udp", "", "at least one of listen_udp, listen_tcp, listen_tls is needed");
         }
         if !s.listen_tls.is_empty() {
-            v.readable_file("sip.tls_cert", &s.tls_cert);
-            v.readable_file("sip.tls_key", &s.tls_key);
+            v.readable_file("sip.tls_cert", &s.tls_cert, "sip.listen_tls");
+            v.readable_file("sip.tls_key", &s.tls_key, "sip.listen_tls");
         }
         v.token("sip.domain", &s.domain);
         v.token("sip.realm", &s.realm);
@@ -495,6 +576,7 @@ impl Settings {
         if !self.api.token.is_empty() && self.api.token.len() < 16 {
             v.fail("api.token", "****", "at least 16 characters (or empty to generate one)");
         }
+        self.validate_whatsapp(&mut v);
         if self.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
             v.fail("log.filter", &self.log.filter, "not a tracing filter (e.g. info, whatsip=debug)");
         }
@@ -502,6 +584,82 @@ impl Settings {
             v.fail("data_dir", "", "must name a directory");
         }
         v.finish()
+    }
+
+    fn validate_whatsapp(&self, v: &mut Validator) {
+        let w = &self.whatsapp;
+        // Secrets are needed only once a number is configured, so the defaults stay valid.
+        let in_use = !w.numbers.is_empty();
+        for (key, value, min) in [
+            ("whatsapp.app_secret", &w.app_secret, 16),
+            ("whatsapp.verify_token", &w.verify_token, 8),
+            ("whatsapp.access_token", &w.access_token, 16),
+        ] {
+            if value.is_empty() {
+                if in_use {
+                    v.fail(key, "", "needed when [[whatsapp.numbers]] are configured");
+                }
+            } else if value.len() < min || !value.chars().all(|c| c.is_ascii_graphic()) {
+                // Printable ASCII: these travel in an HTTP header or a query string.
+                v.fail(key, "****", &format!("at least {min} printable ASCII characters, no spaces"));
+            }
+        }
+
+        match reqwest::Url::parse(&w.graph_base_url) {
+            Ok(url) if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() => {
+                v.fail("whatsapp.graph_base_url", &w.graph_base_url, "expected an https:// URL");
+            }
+            Ok(url) if url.scheme() == "http" && !is_loopback_host(url.host_str().unwrap_or_default()) => {
+                // The access token rides in every request: plain HTTP only to a local stand-in.
+                v.fail("whatsapp.graph_base_url", &w.graph_base_url, "https needed (http only on loopback, e.g. a local sandbox)");
+            }
+            Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+                v.fail("whatsapp.graph_base_url", &w.graph_base_url, "no query or fragment: the version and phone number id are appended");
+            }
+            Ok(_) => {}
+            Err(e) => v.fail("whatsapp.graph_base_url", &w.graph_base_url, &format!("not a URL: {e}")),
+        }
+        if graph_version_major(&w.graph_api_version).is_none_or(|major| major < 17) {
+            v.fail("whatsapp.graph_api_version", &w.graph_api_version, "vNN.N, v17.0 or newer (Calling needs 17+; v23.0 is the default)");
+        }
+
+        let path_ok = w.webhook_path.starts_with('/')
+            && w.webhook_path.chars().all(|c| c.is_ascii_graphic() && !"?#%".contains(c));
+        if !path_ok {
+            v.fail("whatsapp.webhook_path", &w.webhook_path, "a URL path starting with /, without ? # % or spaces");
+        }
+        v.optional_addr("whatsapp.webhook_listen", &w.webhook_listen);
+        let tls = !w.webhook_tls_cert.is_empty() || !w.webhook_tls_key.is_empty();
+        if tls {
+            v.readable_file("whatsapp.webhook_tls_cert", &w.webhook_tls_cert, "whatsapp.webhook_tls_key");
+            v.readable_file("whatsapp.webhook_tls_key", &w.webhook_tls_key, "whatsapp.webhook_tls_cert");
+        }
+
+        let users: HashSet<&str> = self.sip.users.iter().map(|u| u.name.as_str()).collect();
+        let trunks: HashSet<&str> = self.sip.trunks.iter().map(|t| t.name.as_str()).collect();
+        let mut ids = HashSet::new();
+        for (i, n) in w.numbers.iter().enumerate() {
+            let key = format!("whatsapp.numbers[{i}]");
+            if n.phone_number_id.is_empty() || !n.phone_number_id.chars().all(|c| c.is_ascii_digit()) {
+                v.fail(&format!("{key}.phone_number_id"), &n.phone_number_id, "Meta's phone number id: digits only (not the phone number)");
+            } else if !ids.insert(n.phone_number_id.as_str()) {
+                v.fail(&format!("{key}.phone_number_id"), &n.phone_number_id, "another number has this id");
+            }
+            let digits = n.display_number.strip_prefix('+').unwrap_or(&n.display_number);
+            if digits.len() < 6 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit()) {
+                v.fail(&format!("{key}.display_number"), &n.display_number, "the number in international form: 6 to 15 digits, optional leading +");
+            }
+            match n.dial_target() {
+                Err(reason) => v.fail(&format!("{key}.target"), &n.target, &reason),
+                Ok(DialTarget::User(user)) if !users.contains(user.as_str()) => {
+                    v.fail(&format!("{key}.target"), &n.target, "no [[sip.users]] has this name (a trunk extension is trunk:<trunk>/<extension>)");
+                }
+                Ok(DialTarget::Trunk { trunk, .. }) if !trunks.contains(trunk.as_str()) => {
+                    v.fail(&format!("{key}.target"), &n.target, "no [[sip.trunks]] has this name");
+                }
+                Ok(_) => {}
+            }
+        }
     }
 
     /// The WhatsApp leg's sockets and candidates.
@@ -545,6 +703,18 @@ impl Settings {
     }
 }
 
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `v23.0` → 23.
+fn graph_version_major(version: &str) -> Option<u32> {
+    let (major, minor) = version.strip_prefix('v')?.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    (digits(major) && digits(minor)).then(|| major.parse().ok()).flatten()
+}
+
 /// The config crate names the key but words it for programmers; keep its words, add the file.
 fn describe_config_error(file: Option<&Path>, e: config::ConfigError) -> String {
     match file {
@@ -569,9 +739,9 @@ impl Validator {
         }
     }
 
-    fn readable_file(&mut self, key: &str, value: &str) {
+    fn readable_file(&mut self, key: &str, value: &str, needed_by: &str) {
         if value.is_empty() {
-            self.fail(key, value, "needed when sip.listen_tls is set");
+            self.fail(key, value, &format!("needed when {needed_by} is set"));
         } else if std::fs::metadata(value).map(|m| !m.is_file()).unwrap_or(true) {
             self.fail(key, value, "no such file");
         }
@@ -744,5 +914,64 @@ accept_inbound = true
         assert!(keys.contains(&"sip.trunks[0].address"));
         assert!(keys.contains(&"sip.trunks[0].register"));
         assert!(keys.contains(&"sip.trunks[0].accept_inbound"));
+    }
+
+    #[test]
+    fn whatsapp_numbers_and_keys_are_checked() {
+        let base = "[[sip.users]]\nname = \"1001\"\npassword = \"secret\"\n\
+                    [[sip.trunks]]\nname = \"pbx\"\naddress = \"127.0.0.1:5080\"\n";
+        let err = load(
+            &format!(
+                "{base}[whatsapp]\ngraph_base_url = \"http://graph.example.com\"\ngraph_api_version = \"v16.0\"\n\
+                 webhook_path = \"webhook\"\nwebhook_listen = \"anywhere\"\nwebhook_tls_cert = \"/nonexistent.pem\"\n\
+                 verify_token = \"short\"\n\
+                 [[whatsapp.numbers]]\nphone_number_id = \"1234\"\ndisplay_number = \"+1 555\"\ntarget = \"1002\"\n\
+                 [[whatsapp.numbers]]\nphone_number_id = \"1234\"\ndisplay_number = \"15550001111\"\ntarget = \"trunk:nopbx/2001\"\n\
+                 [[whatsapp.numbers]]\nphone_number_id = \"+1555\"\ndisplay_number = \"15550001112\"\ntarget = \"trunk:pbx\"\n"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        let ConfigError::Invalid(problems) = err else { panic!("{err}") };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "whatsapp.app_secret",
+            "whatsapp.verify_token",
+            "whatsapp.access_token",
+            "whatsapp.graph_base_url",
+            "whatsapp.graph_api_version",
+            "whatsapp.webhook_path",
+            "whatsapp.webhook_listen",
+            "whatsapp.webhook_tls_cert",
+            "whatsapp.webhook_tls_key",
+            "whatsapp.numbers[0].display_number",
+            "whatsapp.numbers[0].target",
+            "whatsapp.numbers[1].phone_number_id",
+            "whatsapp.numbers[1].target",
+            "whatsapp.numbers[2].phone_number_id",
+            "whatsapp.numbers[2].target",
+        ] {
+            assert!(keys.contains(&key), "{key} not reported: {problems:#?}");
+        }
+        assert_eq!(problems.len(), 15, "{problems:#?}");
+        let secret = problems.iter().find(|p| p.key == "whatsapp.verify_token").unwrap();
+        assert_eq!(secret.value, "****", "secrets are never echoed");
+
+        let s = load(
+            &format!(
+                "{base}[whatsapp]\napp_secret = \"0123456789abcdef0123456789abcdef\"\nverify_token = \"verify-me-please\"\n\
+                 access_token = \"EAAG-not-a-real-token\"\ngraph_base_url = \"http://127.0.0.1:9999\"\ngraph_api_version = \"v25.0\"\n\
+                 [[whatsapp.numbers]]\nphone_number_id = \"106540352242922\"\ndisplay_number = \"+15550001111\"\ntarget = \"1001\"\n\
+                 [[whatsapp.numbers]]\nphone_number_id = \"106540352242923\"\ndisplay_number = \"15550001112\"\ntarget = \"trunk:pbx/2001\"\n"
+            ),
+            &[("WHATSIP_WHATSAPP__WEBHOOK_PATH", "/hooks/meta")],
+        )
+        .unwrap();
+        assert_eq!(s.whatsapp.webhook_path, "/hooks/meta");
+        assert_eq!(s.whatsapp.numbers[0].dial_target(), Ok(DialTarget::User(UserName::new("1001"))));
+        assert_eq!(
+            s.whatsapp.numbers[1].dial_target(),
+            Ok(DialTarget::Trunk { trunk: TrunkId::new("pbx"), extension: "2001".into() })
+        );
     }
 }

@@ -47,3 +47,24 @@ impl LegId {
         LegId(format!("{:016x}", rand::thread_rng().gen::<u64>()))
     }
 }
+
+string_id!(
+    /// Meta's id of one WhatsApp call (`wacid.…`), the same in every webhook and Graph action
+    /// about that call (§1.2, §2.2).
+    CallId
+);
+string_id!(
+    /// Meta's id of one business phone number (`metadata.phone_number_id` in webhooks, the path
+    /// segment of Graph's `/{PHONE_NUMBER_ID}/calls`). Not the phone number itself.
+    PhoneNumberId
+);
+string_id!(
+    /// A WhatsApp user's id: the phone number in international form without `+` (`wa_id`,
+    /// `from`, `to`, `recipient_id` in webhooks; `to` of a business-initiated `connect`).
+    WaId
+);
+string_id!(
+    /// Meta's id of one WhatsApp message (`wamid.…`), e.g. the permission request a
+    /// `call_permission_reply` answers (§2.6).
+    MessageId
+);

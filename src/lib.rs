@@ -11,3 +11,5 @@ pub mod sandbox;
 pub mod serve;
 pub mod sip;
 pub mod store;
+pub mod tls;
+pub mod whatsapp;

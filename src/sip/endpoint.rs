@@ -104,26 +104,7 @@ impl SipStack {
 }
 
 fn tls_acceptor(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, SipError> {
-    let tls_err = |path: &str, reason: String| SipError::Tls { path: path.into(), reason };
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).map_err(|e| tls_err(cert, e.to_string()))?,
-    ))
-    .collect::<Result<Vec<_>, _>>()
-    .map_err(|e| tls_err(cert, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(tls_err(cert, "no PEM certificate in file".into()));
-    }
-    let key_der = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).map_err(|e| tls_err(key, e.to_string()))?,
-    ))
-    .map_err(|e| tls_err(key, e.to_string()))?
-    .ok_or_else(|| tls_err(key, "no PEM private key in file".into()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err(cert, e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key_der)
-        .map_err(|e| tls_err(cert, e.to_string()))?;
+    let config = crate::tls::server_config(cert, key).map_err(|e| SipError::Tls { path: e.path, reason: e.reason })?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
