@@ -66,6 +66,14 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// List recent WhatsApp calls (newest first): who called, who answered, how it ended.
+    Calls {
+        /// How many calls to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -167,6 +175,27 @@ fn main() -> ExitCode {
             }
             Ok(true)
         })()),
+        Command::Calls { limit, api } => finish((|| {
+            let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
+            let list = runtime()?.block_on(client.calls(limit))?;
+            if list.is_empty() {
+                println!("no calls yet");
+            }
+            for c in list {
+                let when = chrono_free_utc(c.offered_at);
+                let who = match &c.user_name {
+                    Some(name) => format!("{name} (+{})", c.user),
+                    None => format!("+{}", c.user),
+                };
+                let outcome = match &c.reason {
+                    Some(r) => format!("{} ({r})", c.outcome),
+                    None => c.outcome.clone(),
+                };
+                let answered = c.answered_by.as_deref().unwrap_or("-");
+                println!("{when}  {:<28} -> {:<16} {:<32} talk {:>4} s  by {answered}  ended by {}  {}", who, c.business_number, outcome, c.talk_seconds(), c.ended_by, c.call_id);
+            }
+            Ok(true)
+        })()),
         Command::Trunks { api } => finish((|| {
             let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
             for t in runtime()?.block_on(client.trunks())? {
@@ -175,6 +204,22 @@ fn main() -> ExitCode {
             Ok(true)
         })()),
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC from Unix milliseconds (civil-from-days, no date crate needed).
+fn chrono_free_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

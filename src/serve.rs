@@ -2,11 +2,16 @@
 //!
 //! Layout: SIP (ezk's transports and transactions) and every per-call media task run on one
 //! multi-thread tokio runtime with a worker per core, so packet work spreads over the cores and
-//! never waits behind signalling. The admin API runs on the actix system on the main thread,
-//! with a single worker: it is an admin's tool, not a hot path. Call actors (inbound WhatsApp
-//! calls) will live on actix arbiters beside it and reach SIP and media through handles.
+//! never waits behind signalling. The actix system on the main thread runs the admin API (one
+//! worker: an admin's tool, not a hot path), Meta's webhook server, the call registry and one
+//! actor per WhatsApp call; actors reach SIP, media and Graph through handles and tasks on the
+//! media runtime, so no packet work ever lands on their thread.
 
 use crate::api::{self, ApiState};
+use crate::call::actor::CallDeps;
+use crate::call::registry::{CallRegistry, HangupAll};
+use crate::whatsapp::graph::{GraphClient, GraphConfig};
+use crate::whatsapp::{webhook, Numbers};
 use crate::config::Settings;
 use crate::media::ports::PortPool;
 use crate::sip::SipStack;
@@ -29,6 +34,10 @@ pub enum ServeError {
     Ports(String),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("Graph client: {0}")]
+    Graph(#[from] crate::whatsapp::graph::GraphError),
+    #[error("webhook server: {0}")]
+    Webhook(#[from] crate::whatsapp::webhook::WebhookError),
 }
 
 pub fn run(settings: Settings) -> Result<(), ServeError> {
@@ -44,13 +53,39 @@ pub fn run(settings: Settings) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let sip = media_rt.block_on(SipStack::start(settings.clone(), store))?;
+    let sip = media_rt.block_on(SipStack::start(settings.clone(), store.clone()))?;
     let ports = Arc::new(PortPool::new(settings.rtp.port_min, settings.rtp.port_max).map_err(|e| ServeError::Ports(e.to_string()))?);
     let listen: SocketAddr = settings.api.listen.parse().expect("validated");
-    let state = ApiState { sip, ports, media_rt: media_rt.handle().clone(), token: token.into() };
+    let graph = media_rt.block_on(async { GraphClient::new(GraphConfig::from_settings(&settings)) })?;
+    let deps = Arc::new(CallDeps {
+        settings: settings.clone(),
+        sip: sip.clone(),
+        ports: ports.clone(),
+        graph,
+        store: store.clone(),
+        media_rt: media_rt.handle().clone(),
+    });
+    let state = ApiState { sip, ports, media_rt: media_rt.handle().clone(), token: token.into(), store };
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %settings.data_dir.display(), "whatsip is up");
-    let served = actix_web::rt::System::new().block_on(api::serve(state, listen));
+    let served = actix_web::rt::System::new().block_on(async {
+        let numbers = Numbers::from_settings(&settings);
+        let serve_whatsapp = !numbers.is_empty() && !settings.whatsapp.webhook_listen.is_empty();
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(256);
+        let registry = CallRegistry::new(deps, numbers).start_with(events_rx);
+        if !serve_whatsapp {
+            tracing::info!("no [[whatsapp.numbers]] (or no webhook_listen): WhatsApp calls are off");
+        } else {
+            let server = webhook::server(&settings, events_tx)?;
+            tracing::info!(listen = %server.local_addr(), path = %settings.whatsapp.webhook_path, "webhook server listening");
+            actix_web::rt::spawn(server.run());
+        }
+        let served = api::serve(state, listen).await;
+        registry.do_send(HangupAll);
+        // Give the calls a moment to send their BYEs and terminates.
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+        Ok::<_, ServeError>(served)
+    })?;
     tracing::info!("shutting down");
     media_rt.shutdown_timeout(Duration::from_secs(2));
     served.map_err(|source| ServeError::Api { addr: listen, source })

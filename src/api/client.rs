@@ -53,6 +53,10 @@ impl ApiClient {
         self.send(self.http.get(format!("{}/api/registrations", self.base))).await
     }
 
+    pub async fn calls(&self, limit: usize) -> Result<Vec<crate::store::CallRecord>, ClientError> {
+        self.send(self.http.get(format!("{}/api/calls?limit={limit}", self.base))).await
+    }
+
     pub async fn trunks(&self) -> Result<Vec<TrunkView>, ClientError> {
         self.send(self.http.get(format!("{}/api/trunks", self.base))).await
     }

@@ -21,6 +21,7 @@ pub struct ApiState {
     /// The runtime that owns SIP and media; calls run there, not on the API's thread.
     pub media_rt: tokio::runtime::Handle,
     pub token: Arc<str>,
+    pub store: crate::store::Store,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +91,7 @@ pub async fn serve(state: ApiState, listen: SocketAddr) -> std::io::Result<()> {
             .route("/api/registrations", web::get().to(registrations))
             .route("/api/trunks", web::get().to(trunks))
             .route("/api/ring", web::post().to(ring))
+            .route("/api/calls", web::get().to(calls))
             .default_service(web::to(|| async { HttpResponse::NotFound().json(ApiError { error: "no such endpoint".into() }) }))
     })
     .workers(1)
@@ -117,6 +119,23 @@ fn unauthorized(req: &HttpRequest, state: &ApiState) -> Option<HttpResponse> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Deserialize)]
+struct CallsQuery {
+    limit: Option<usize>,
+}
+
+/// The most recent call records, newest first (`?limit=`, default 50, at most 1000).
+async fn calls(req: HttpRequest, state: web::Data<ApiState>, query: web::Query<CallsQuery>) -> HttpResponse {
+    if let Some(refusal) = unauthorized(&req, &state) {
+        return refusal;
+    }
+    let limit = query.limit.unwrap_or(50).min(1000);
+    match state.store.recent_calls(limit) {
+        Ok(list) => HttpResponse::Ok().json(list),
+        Err(e) => HttpResponse::InternalServerError().json(ApiError { error: e.to_string() }),
+    }
 }
 
 async fn health() -> HttpResponse {

@@ -5,6 +5,10 @@
 //! anyone about (a 200 OK to a REGISTER) is flushed first, so a SIGKILL right after cannot lose
 //! it; `tests/store_durability.rs` kills the gateway mid-burst to prove it.
 
+mod calls;
+
+pub use calls::{CallDirection, CallRecord, LegAttempt};
+
 use crate::ids::UserName;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -55,6 +59,7 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     registrations: sled::Tree,
+    calls: sled::Tree,
 }
 
 impl Store {
@@ -81,7 +86,8 @@ impl Store {
             }
         }
         let registrations = db.open_tree(REGISTRATIONS)?;
-        Ok(Store { db, registrations })
+        let calls = db.open_tree(calls::CALLS)?;
+        Ok(Store { db, registrations, calls })
     }
 
     pub fn registrations(&self) -> Result<Vec<Binding>, StoreError> {

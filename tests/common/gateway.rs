@@ -11,6 +11,12 @@ pub struct GatewayConfig {
     pub sip_port: u16,
     pub api_port: u16,
     pub rtp_min: u16,
+    /// Meta's webhooks come here.
+    pub webhook_port: u16,
+    /// First of ten ports for WebRTC legs.
+    pub webrtc_min: u16,
+    /// Raw TOML lines added to the `[whatsapp]` table.
+    pub whatsapp_extra: String,
     pub users: Vec<(String, String)>,
     /// Extra environment for the gateway process (`WHATSIP_*` overrides).
     pub env: Vec<(String, String)>,
@@ -30,6 +36,9 @@ impl GatewayConfig {
                 let base = super::ports::free_udp_block(102);
                 base + base % 2
             },
+            webhook_port: super::ports::free_tcp_port(),
+            webrtc_min: super::ports::free_udp_block(10),
+            whatsapp_extra: String::new(),
             users: vec![("1001".into(), "secret1001".into()), ("1002".into(), "secret1002".into())],
             env: Vec::new(),
             sip_extra: String::new(),
@@ -54,7 +63,13 @@ bind = "127.0.0.1"
 port_min = {rtp}
 port_max = {rtp_max}
 media_timeout_seconds = 10
-[api]
+[webrtc]
+bind = "127.0.0.1"
+port_min = {webrtc}
+port_max = {webrtc_max}
+[whatsapp]
+webhook_listen = "127.0.0.1:{webhook}"
+{whatsapp_extra}[api]
 listen = "127.0.0.1:{api}"
 token = "test-token-0123456789abcdef"
 "#,
@@ -64,6 +79,10 @@ token = "test-token-0123456789abcdef"
             rtp_max = self.rtp_min + 98,
             api = self.api_port,
             sip_extra = self.sip_extra,
+            webrtc = self.webrtc_min,
+            webrtc_max = self.webrtc_min + 9,
+            webhook = self.webhook_port,
+            whatsapp_extra = self.whatsapp_extra,
         );
         for (name, pass) in &self.users {
             t.push_str(&format!("[[sip.users]]\nname = \"{name}\"\npassword = \"{pass}\"\n"));
