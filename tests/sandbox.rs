@@ -301,6 +301,28 @@ async fn graph_refuses_a_wrong_token_an_unknown_call_and_a_wrong_sdp_type() {
     gateway.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_ends_a_call_nobody_accepts() {
+    let (sandbox, mut gateway) = start().await;
+    let spec = CallSpec { answer_window: Duration::from_secs(2), ..user_calls() };
+    let (call, connect) = placed(&sandbox, &mut gateway, spec).await;
+    // The business never answers; Meta gives up (§1.3) and says so.
+    let WaEvent::Terminate(end) = gateway.next_event().await else { panic!("expected the terminate") };
+    assert_eq!(end.call_id, connect.call_id);
+    assert!(!end.answered());
+    call.wait_for_closed(STEP).await.unwrap();
+    assert_eq!((call.state(), call.progress().ended_by), (CallState::Terminated, Some(Party::Meta)));
+
+    // Too late to accept; refused, but the business could not have known.
+    let late = CallAnswer::new(phone(), connect.call_id.clone(), Sdp::new("v=0\r\n")).unwrap();
+    let (status, error) = meta_error(gateway.graph.accept(&late, None).await.unwrap_err());
+    assert_eq!((status, error.code), (400, ErrorCode::InvalidParameter));
+    assert!(sandbox.violations().is_empty(), "{:?}", sandbox.violations());
+    assert!(call.report().await.unwrap().heard.audio_packets == 0);
+    sandbox.stop().await;
+    gateway.stop().await;
+}
+
 fn now() -> SystemTime {
     SystemTime::now()
 }

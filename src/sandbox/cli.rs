@@ -176,7 +176,8 @@ async fn call(config: SandboxConfig, args: CallArgs) -> Result<bool, CliError> {
     println!();
     let p = call.progress();
     let by = p.ended_by.map(|b| format!(" by the {}", format!("{b:?}").to_lowercase())).unwrap_or_default();
-    println!("result: {} (ended {}{by})", if accepted { "accepted" } else { "not accepted" }, p.state);
+    let outcome = if accepted { "accepted, then" } else { "not accepted:" };
+    println!("result: {outcome} {}{by}", p.state);
     for a in call.actions() {
         println!("graph: {}", describe(&a));
     }

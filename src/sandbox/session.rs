@@ -270,11 +270,12 @@ impl SandboxCall {
         self.progress.borrow().clone()
     }
 
-    /// Waits until the call has been in `want` (now or earlier). Fails at once if the call
-    /// ended without getting there, and after `limit` otherwise.
+    /// Waits until the call has been in `want` (now or earlier; an accept without pre_accept
+    /// counts as both). Fails at once if the call ended without getting there, and after
+    /// `limit` otherwise. [`SandboxCall::actions`] tells exactly what the business sent.
     pub async fn wait_for_state(&self, want: CallState, limit: Duration) -> Result<(), SandboxError> {
-        let p = self.wait(want.as_str(), limit, |p| p.reached.contains(&want) || p.state.is_final()).await?;
-        if p.reached.contains(&want) {
+        let p = self.wait(want.as_str(), limit, |p| reached(p, want) || p.state.is_final()).await?;
+        if reached(&p, want) {
             Ok(())
         } else {
             Err(SandboxError::Ended { want, state: p.state, by: p.ended_by })
@@ -351,6 +352,10 @@ impl SandboxCall {
     }
 }
 
+fn reached(p: &Progress, want: CallState) -> bool {
+    p.reached.contains(&want) || (want == CallState::PreAccepted && p.reached.contains(&CallState::Accepted))
+}
+
 /// Owns one call's user peer and carries out what Meta and the WhatsApp client do.
 struct Driver {
     call_id: CallId,
@@ -367,7 +372,6 @@ struct Driver {
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         call_id: CallId,
         number: SandboxNumber,
@@ -447,7 +451,6 @@ impl Driver {
                         self.emit(SandboxEvent::PeerProblem(format!("the business's answer: {e}")));
                         let ending = self.meta.lock().ledger.fail(SystemTime::now(), &self.call_id, ErrorCode::CallSetupFailed);
                         if let Some(ending) = ending {
-                            self.publish();
                             self.end(ending).await;
                         }
                     }
@@ -473,7 +476,6 @@ impl Driver {
                 let ending = self.meta.lock().ledger.user_hangs_up(SystemTime::now(), &self.call_id);
                 let ended = ending.is_some();
                 if let Some(ending) = ending {
-                    self.publish();
                     self.end(ending).await;
                 }
                 self.close_peer().await;
@@ -527,6 +529,7 @@ impl Driver {
     /// user hung up, the webhook goes first (the user ends it at Meta); otherwise the peer
     /// closes first (Meta tears the media down, then tells the business).
     async fn end(&mut self, ending: Ending) {
+        self.publish();
         if ending.by != Party::User {
             self.close_peer().await;
         }
