@@ -347,12 +347,6 @@ struct CallRecord {
     actions: Vec<RecordedAction>,
 }
 
-impl CallRecord {
-    fn live(&self) -> bool {
-        !self.state.is_final()
-    }
-}
-
 /// The sandbox's Meta: configured numbers and token, every call, every request.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -639,6 +633,10 @@ impl CallRecord {
             biz_opaque_callback_data: None,
             actions: Vec::new(),
         }
+    }
+
+    fn live(&self) -> bool {
+        !self.state.is_final()
     }
 
     /// pre_accept or accept with an SDP already checked against the offer.
