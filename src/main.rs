@@ -74,6 +74,12 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Stand in for Meta on this machine (no Meta account needed): a fake Graph API at
+    /// whatsapp.graph_base_url (http://127.0.0.1:PORT) and WhatsApp users who call the gateway.
+    Sandbox {
+        #[command(subcommand)]
+        command: whatsip::sandbox::cli::SandboxCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -203,6 +209,7 @@ fn main() -> ExitCode {
             }
             Ok(true)
         })()),
+        Command::Sandbox { command } => finish(whatsip::sandbox::cli::run(&settings, command).map_err(anyhow::Error::from)),
     }
 }
 
