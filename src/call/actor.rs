@@ -177,11 +177,9 @@ impl CallActor {
                     me.do_send(CallMsg::Accept(result.map_err(failure("accept"))));
                 });
             }
-            Command::AttachPhone => {
-                if let (Some(media), Some(bridge)) = (self.phone_media.take(), &self.bridge) {
-                    self.bridge_command(bridge.clone(), BridgeCommand::AttachPhone(media));
-                }
-            }
+            // A phone can answer before our WebRTC answer (and so the bridge) exists; the
+            // media then waits here and is attached when the bridge arrives.
+            Command::AttachPhone => self.attach_phone(),
             Command::StartMedia => {
                 if let Some(bridge) = &self.bridge {
                     self.bridge_command(bridge.clone(), BridgeCommand::Accept);
@@ -208,6 +206,14 @@ impl CallActor {
                 });
             }
             Command::Finished(summary) => self.finish(summary, ctx),
+        }
+    }
+
+    fn attach_phone(&mut self) {
+        if let Some(bridge) = self.bridge.clone() {
+            if let Some(media) = self.phone_media.take() {
+                self.bridge_command(bridge, BridgeCommand::AttachPhone(media));
+            }
         }
     }
 
@@ -426,6 +432,7 @@ impl Handler<CallMsg> for CallActor {
             CallMsg::AnswerReady { answer, bridge } => {
                 self.answer = Some(answer);
                 self.bridge = Some(bridge);
+                self.attach_phone();
                 Event::AnswerReady
             }
             CallMsg::AnswerFailed(why) => {

@@ -1,0 +1,154 @@
+//! Inbound WhatsApp calls end to end: the sandbox (a local Meta: signed webhooks, the Graph
+//! calling endpoints with Meta's rules, a WhatsApp user's WebRTC peer) calls the real
+//! `whatsip serve`, which rings a real baresip desk phone. Checked: the answered call's audio
+//! both ways, the caller hanging up while the phone rings, the phone rejecting, and the call
+//! records; Meta's rules must hold throughout (`sandbox.violations()` stays empty).
+
+mod common;
+
+use std::time::Duration;
+
+use common::audio::{assert_tone, make_tone_wav};
+use common::baresip::{AnswerMode, Baresip, BaresipOpts};
+use common::gateway::{Gateway, GatewayConfig};
+use whatsip::ids::{PhoneNumberId, WaId};
+use whatsip::media::tone::dominant_frequency;
+use whatsip::sandbox::{CallSpec, CallState, Sandbox, SandboxConfig, SandboxNumber};
+
+const WAIT: Duration = Duration::from_secs(20);
+const SECRET: &str = "sandbox-app-secret";
+const ACCESS: &str = "sandbox-access-token";
+const NUMBER_ID: &str = "106540352242922";
+const USER_HZ: f64 = 1000.0;
+const PHONE_HZ: f64 = 440.0;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    gw: Gateway,
+    sandbox: Sandbox,
+}
+
+/// The sandbox first (its Graph URL goes into the gateway's config), then the gateway, whose
+/// webhook port was chosen up front.
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = GatewayConfig::new(&dir.path().join("data"));
+    let numbers = vec![SandboxNumber { phone_number_id: PhoneNumberId::new(NUMBER_ID), display_number: "+15550100".into() }];
+    let webhook_url = format!("http://127.0.0.1:{}/webhook", cfg.webhook_port);
+    let sandbox = Sandbox::start(SandboxConfig::local(webhook_url, SECRET, ACCESS, numbers)).await.expect("sandbox starts");
+    cfg.whatsapp_extra = format!(
+        "app_secret = \"{SECRET}\"\nverify_token = \"verify-me\"\naccess_token = \"{ACCESS}\"\ngraph_base_url = \"{}\"\n",
+        sandbox.graph_base_url()
+    );
+    cfg.extra = format!("[[whatsapp.numbers]]\nphone_number_id = \"{NUMBER_ID}\"\ndisplay_number = \"+15550100\"\ntarget = \"1001\"\n");
+    let gw = Gateway::start(&cfg);
+    Setup { dir, gw, sandbox }
+}
+
+async fn desk_phone(s: &Setup, mode: AnswerMode) -> Baresip {
+    let wav = s.dir.path().join("phone-tone.wav");
+    make_tone_wav(&wav, PHONE_HZ, 60.0).unwrap();
+    let workdir = s.dir.path().join("phone");
+    std::fs::create_dir_all(&workdir).unwrap();
+    let mut p = Baresip::start(BaresipOpts::new("1001", &wav).registrar(&s.gw.sip.to_string(), "secret1001").answermode(mode).workdir(&workdir))
+        .await
+        .unwrap();
+    p.wait_registered(WAIT).await.unwrap();
+    p
+}
+
+fn call_spec(name: &str) -> CallSpec {
+    let mut spec = CallSpec::new(PhoneNumberId::new(NUMBER_ID));
+    spec.from = WaId::new("15551234567");
+    spec.name = Some(name.to_owned());
+    spec
+}
+
+/// The newest call record, once the gateway has written it.
+async fn last_call(gw: &Gateway) -> serde_json::Value {
+    for _ in 0..100 {
+        let calls = gw.api_get("/api/calls?limit=1");
+        if let Some(c) = calls.as_array().and_then(|a| a.first()) {
+            return c.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no call record\n{}", gw.log_tail());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_call_rings_the_desk_phone_and_both_hear_each_other() {
+    let s = setup().await;
+    let mut desk = desk_phone(&s, AnswerMode::Auto).await;
+    let call = s.sandbox.place_call(call_spec("Alice")).await.expect("call placed");
+
+    let established = desk.wait_event("CALL_ESTABLISHED", WAIT).await.unwrap();
+    // The desk phone shows who calls: the WhatsApp profile name and number.
+    let shown = established.raw.to_string();
+    assert!(shown.contains("15551234567") && shown.contains("Alice"), "{shown}");
+    call.wait_for_state(CallState::Accepted, WAIT).await.unwrap_or_else(|e| panic!("not accepted: {e:?}\n{}", s.gw.log_tail()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = call.hang_up().await.expect("the user hangs up");
+    desk.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+
+    // The user heard the phone's 440 Hz; the phone heard the user's 1000 Hz.
+    let heard = &report.heard;
+    let (hz, dbfs) = dominant_frequency(&heard.pcm, heard.rate, 100.0, 3800.0).expect("the user heard something");
+    eprintln!("user heard {hz:.1} Hz at {dbfs:.1} dBFS in {} packets", heard.audio_packets);
+    assert!((f64::from(hz) - PHONE_HZ).abs() < PHONE_HZ * 0.03 && dbfs > -40.0, "user heard {hz} Hz at {dbfs} dBFS\n{}", s.gw.log_tail());
+    assert_tone(&desk.received_wav().unwrap(), USER_HZ);
+
+    let actions: Vec<String> = call.actions().iter().map(|a| format!("{:?}", a.action)).collect();
+    eprintln!("Graph actions: {actions:?}");
+    assert!(s.sandbox.violations().is_empty(), "Meta's rules broken: {:?}", s.sandbox.violations());
+
+    let record = last_call(&s.gw).await;
+    eprintln!("call record: {record}");
+    assert_eq!(record["outcome"], "answered", "{record}");
+    assert_eq!(record["ended_by"], "caller", "{record}");
+    assert_eq!(record["user"], "15551234567");
+    assert_eq!(record["user_name"], "Alice");
+    assert!(record["answered_by"].as_str().unwrap().contains("1001"), "{record}");
+    assert!(record["answered_at"].as_u64().unwrap() >= record["offered_at"].as_u64().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_hanging_up_while_the_phone_rings_stops_it_and_is_missed() {
+    let s = setup().await;
+    let mut desk = desk_phone(&s, AnswerMode::Manual).await;
+    let call = s.sandbox.place_call(call_spec("Bob")).await.expect("call placed");
+    desk.wait_event("CALL_INCOMING", WAIT).await.unwrap();
+    call.wait_for_state(CallState::PreAccepted, WAIT).await.expect("pre_accepted while ringing");
+    call.hang_up().await.expect("the user hangs up");
+    // The phone stops ringing (CANCEL).
+    desk.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+    let record = last_call(&s.gw).await;
+    assert_eq!((record["outcome"].as_str(), record["reason"].as_str()), (Some("missed"), Some("caller_hung_up")), "{record}");
+    assert!(record["answered_at"].is_null(), "{record}");
+    assert!(s.sandbox.violations().is_empty(), "{:?}", s.sandbox.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_rejects_makes_the_gateway_reject_the_call() {
+    let s = setup().await;
+    let mut desk = desk_phone(&s, AnswerMode::Manual).await;
+    let call = s.sandbox.place_call(call_spec("Carol")).await.expect("call placed");
+    desk.wait_event("CALL_INCOMING", WAIT).await.unwrap();
+    // baresip's hangup on an incoming call answers it 486 Busy Here.
+    desk.hangup().await.unwrap();
+    call.wait_for_state(CallState::Rejected, WAIT).await.unwrap_or_else(|e| panic!("Meta got no reject: {e:?}\n{}", s.gw.log_tail()));
+    let record = last_call(&s.gw).await;
+    assert_eq!(record["outcome"], "rejected", "{record}");
+    assert!(s.sandbox.violations().is_empty(), "{:?}", s.sandbox.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badly_signed_webhook_is_refused_and_starts_nothing() {
+    let s = setup().await;
+    let sender = s.sandbox.webhooks();
+    let body = r#"{"object":"whatsapp_business_account","entry":[]}"#;
+    let status = sender.send_badly_signed(body).await.expect("the gateway answers");
+    assert_eq!(status, 401);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.gw.api_get("/api/calls").as_array().unwrap().is_empty());
+}
