@@ -152,3 +152,77 @@ async fn a_badly_signed_webhook_is_refused_and_starts_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(s.gw.api_get("/api/calls").as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_delivered_twice_rings_once_and_makes_one_record() {
+    let s = setup().await;
+    let mut desk = desk_phone(&s, AnswerMode::Manual).await;
+    let mut spec = call_spec("Dave");
+    spec.connect_copies = 2;
+    let call = s.sandbox.place_call(spec).await.expect("call placed");
+    desk.wait_event("CALL_INCOMING", WAIT).await.unwrap();
+    call.wait_for_state(CallState::PreAccepted, WAIT).await.expect("pre_accepted");
+    // A second call from the duplicate would ring the phone again.
+    assert!(desk.wait_event("CALL_INCOMING", Duration::from_secs(2)).await.is_err(), "the duplicate rang the phone again");
+    desk.accept().await.unwrap();
+    call.wait_for_state(CallState::Accepted, WAIT).await.expect("accepted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    desk.hangup().await.unwrap();
+    call.wait_for_state(CallState::Terminated, WAIT).await.expect("the gateway terminated");
+    let calls = {
+        let mut calls = serde_json::Value::Null;
+        for _ in 0..50 {
+            calls = s.gw.api_get("/api/calls");
+            if !calls.as_array().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        calls
+    };
+    let calls = calls.as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!((calls[0]["outcome"].as_str(), calls[0]["ended_by"].as_str()), (Some("answered"), Some("phone")));
+    let actions: Vec<String> = call.actions().iter().map(|a| format!("{:?}", a.action)).collect();
+    assert_eq!(actions.iter().filter(|a| a.contains("Accept") && !a.contains("Pre")).count(), 1, "{actions:?}");
+    assert!(s.sandbox.violations().is_empty(), "{:?}", s.sandbox.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_phones_answering_at_once_only_one_gets_the_call() {
+    let s = setup().await;
+    let mut first = desk_phone(&s, AnswerMode::Auto).await;
+    let wav = s.dir.path().join("second-tone.wav");
+    make_tone_wav(&wav, 700.0, 60.0).unwrap();
+    let workdir = s.dir.path().join("phone2");
+    std::fs::create_dir_all(&workdir).unwrap();
+    let mut second = Baresip::start(BaresipOpts::new("1001", &wav).registrar(&s.gw.sip.to_string(), "secret1001").answermode(AnswerMode::Auto).workdir(&workdir))
+        .await
+        .unwrap();
+    second.wait_registered(WAIT).await.unwrap();
+
+    let call = s.sandbox.place_call(call_spec("Erin")).await.expect("call placed");
+    call.wait_for_state(CallState::Accepted, WAIT).await.expect("accepted");
+    // Both auto-answer; the one whose 200 came second is ACKed and ended with BYE (RFC 3261
+    // §13.2.2.4) and never bridged.
+    let a = first.wait_event("CALL_ESTABLISHED", WAIT).await.is_ok();
+    let b = second.wait_event("CALL_ESTABLISHED", WAIT).await.is_ok();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = call.hang_up().await.expect("the user hangs up");
+    let record = last_call(&s.gw).await;
+    let winner = record["answered_by"].as_str().unwrap().to_owned();
+    eprintln!("established: {a} {b}; answered by {winner}");
+    let (won, lost, won_hz) = if winner.contains(&first.sip_addr().port().to_string()) {
+        (&mut first, &mut second, PHONE_HZ)
+    } else {
+        (&mut second, &mut first, 700.0)
+    };
+    // The loser's call closed long before the user hung up; the winner's with the hang-up.
+    lost.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+    won.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+    let heard = &report.heard;
+    let (hz, _) = dominant_frequency(&heard.pcm, heard.rate, 100.0, 3800.0).unwrap();
+    assert!((f64::from(hz) - won_hz).abs() < won_hz * 0.03, "the user heard {hz} Hz, not the winner's {won_hz}");
+    assert_eq!(record["outcome"], "answered");
+    assert!(s.sandbox.violations().is_empty(), "{:?}", s.sandbox.violations());
+}
