@@ -53,7 +53,7 @@ done
 number="$(sed -n 's/^phone_number_id = "\([0-9]*\)".*/\1/p' "$config" | head -1)"
 echo
 echo "A WhatsApp user calls the business number $number (through the sandbox):"
-"$bin" --config "$config" sandbox call --to "$number" --name "Sandbox User" --seconds 6 --dtmf 1 --record demo/user-heard.wav || true
+RUST_LOG="info,webrtc=error,rtc=error" "$bin" --config "$config" sandbox call --to "$number" --from 15551234567 --name "Sandbox User" --seconds 6 --dtmf 1 --record demo/user-heard.wav || true
 echo
 "$bin" calls --config "$config"
 echo
