@@ -86,6 +86,24 @@ pub struct BridgeStats {
     pub digits_from_wa: u64,
     pub digits_from_phone: u64,
     pub jitter: JitterStats,
+    /// Ticks due, counted at each deadline wake-up: the one slept for, plus every tick that
+    /// elapsed meanwhile (the core catches those up). In a bridged call every deadline is a
+    /// tick; before accept the 1 s RTCP keep-alive adds one wake-up a second.
+    pub ticks: u64,
+    /// Of `ticks`, those handled more than one tick after they were due.
+    pub late_ticks: u64,
+    pub max_tick_lateness_us: u64,
+}
+
+impl BridgeStats {
+    /// A deadline wake-up `lateness` after the deadline.
+    fn record_deadline(&mut self, lateness: Duration, tick: Duration) {
+        let (due, late) = ticks_due(lateness, tick);
+        self.ticks += due;
+        self.late_ticks += late;
+        let us = u64::try_from(lateness.as_micros()).unwrap_or(u64::MAX);
+        self.max_tick_lateness_us = self.max_tick_lateness_us.max(us);
+    }
 }
 
 /// Everything a bridge is started with: the core's timing and the two codec set-ups.
@@ -156,6 +174,7 @@ struct Bridge {
     g711: [u8; G711_FRAME],
     stats: BridgeStats,
     ended: bool,
+    tick: Duration,
 }
 
 enum Input {
@@ -169,6 +188,7 @@ enum Input {
 
 impl Bridge {
     fn new(leg: WebRtcLeg, config: BridgeSettings, events: mpsc::Sender<BridgeEvent>) -> Self {
+        let tick = config.timing.tick;
         let mut core = BridgeCore::new(config.timing);
         // Cannot fail: a fresh core is Idle.
         core.start(Instant::now()).expect("fresh core starts");
@@ -192,6 +212,7 @@ impl Bridge {
             g711: [0; G711_FRAME],
             stats: BridgeStats::default(),
             ended: false,
+            tick,
         }
     }
 
@@ -224,7 +245,13 @@ impl Bridge {
                 Input::PhoneRtp(Err(e)) => tracing::debug!(error = %e, "phone RTP socket"),
                 Input::PhoneRtcp(Ok((n, from))) => self.on_phone_rtcp(n, from),
                 Input::PhoneRtcp(Err(e)) => tracing::debug!(error = %e, "phone RTCP socket"),
-                Input::Deadline => self.core.handle_timeout(now),
+                Input::Deadline => {
+                    if let Some(due) = self.deadline {
+                        self.stats
+                            .record_deadline(now.saturating_duration_since(due), self.tick);
+                    }
+                    self.core.handle_timeout(now)
+                }
             }
             self.drive().await;
             self.maybe_send_phone_rtcp(now).await;
@@ -589,6 +616,19 @@ impl Codecs {
     }
 }
 
+/// Ticks due at a wake-up `lateness` after a tick's deadline (that one and each tick since),
+/// and how many of them are more than a tick late.
+fn ticks_due(lateness: Duration, tick: Duration) -> (u64, u64) {
+    let tick = tick.as_nanos().max(1);
+    let lateness = lateness.as_nanos();
+    let due = 1 + lateness / tick;
+    let late = lateness.saturating_sub(tick).div_ceil(tick);
+    (
+        u64::try_from(due).unwrap_or(u64::MAX),
+        u64::try_from(late).unwrap_or(u64::MAX),
+    )
+}
+
 /// Symmetric RTP (RFC 4961), once, like `leg_core::latch`.
 fn push_digit(queue: &mut std::collections::VecDeque<char>, d: char) {
     if queue.len() < DTMF_QUEUE {
@@ -609,5 +649,41 @@ async fn sleep_opt(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn a_wake_up_within_a_tick_is_one_tick_on_time() {
+        assert_eq!(ticks_due(Duration::ZERO, TICK), (1, 0));
+        assert_eq!(ticks_due(Duration::from_millis(19), TICK), (1, 0));
+    }
+
+    #[test]
+    fn exactly_one_tick_late_is_not_late() {
+        assert_eq!(ticks_due(TICK, TICK), (2, 0));
+    }
+
+    #[test]
+    fn a_stall_makes_every_tick_older_than_one_tick_late() {
+        // Due at -25 ms (late) and -5 ms.
+        assert_eq!(ticks_due(Duration::from_millis(25), TICK), (2, 1));
+        // Due at -45, -25 (late) and -5 ms.
+        assert_eq!(ticks_due(Duration::from_millis(45), TICK), (3, 2));
+    }
+
+    #[test]
+    fn stats_keep_the_worst_lateness() {
+        let mut s = BridgeStats::default();
+        s.record_deadline(Duration::from_micros(300), TICK);
+        s.record_deadline(Duration::from_millis(45), TICK);
+        s.record_deadline(Duration::from_micros(10), TICK);
+        assert_eq!((s.ticks, s.late_ticks), (5, 2));
+        assert_eq!(s.max_tick_lateness_us, 45_000);
     }
 }
