@@ -52,7 +52,7 @@ const PHONES_PER_SOCKET: usize = 50;
 const SLOTS: usize = 20;
 const LATE_LIMIT_PCT: f64 = 0.1;
 const HANGUP_WAIT: Duration = Duration::from_secs(20);
-const CHILD_ENV: &str = "MEDIA_BENCH_CHILD";
+pub const CHILD_ENV: &str = "MEDIA_BENCH_CHILD";
 
 pub struct Plan {
     pub counts: Vec<usize>,
@@ -61,6 +61,11 @@ pub struct Plan {
     pub window: Duration,
     pub gw_threads: usize,
     pub feed_threads: usize,
+    /// Nice value for the feeder threads (0: same priority as the gateway).
+    pub feed_nice: i32,
+    /// Call count to profile with perf after the steps: `None` none, `Some(0)` the largest
+    /// count that passed.
+    pub profile_at: Option<usize>,
 }
 
 /// The child's half: `Some` when this process is a child.
@@ -74,10 +79,11 @@ pub fn child_request() -> Option<(usize, String)> {
 pub fn run(plan: &Plan) {
     println!("== Part 3: concurrent bridged calls at real-time pace (one process) ==");
     println!(
-        "each count in a fresh process; gateway runtime {} threads, feeders {} threads, on {} \
-         cores; warm-up {:.0} s, window {:.0} s",
+        "each count in a fresh process; gateway runtime {} threads, feeders {} threads at nice \
+         {}, on {} cores; warm-up {:.0} s, window {:.0} s",
         plan.gw_threads,
         plan.feed_threads,
+        plan.feed_nice,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         plan.warmup.as_secs_f64(),
         plan.window.as_secs_f64()
@@ -112,19 +118,36 @@ pub fn run(plan: &Plan) {
         );
         let mut best: Option<Row> = None;
         for &n in &plan.counts {
-            let row = match run_child(n, label) {
-                Ok(row) => row,
-                Err(e) => {
-                    println!("{n:>5} child failed: {e}");
+            // One retry: on a shared, noisy machine one bad window is not a verdict.
+            let mut passed = false;
+            for attempt in 0..2 {
+                let row = match run_child(n, label) {
+                    Ok(row) => row,
+                    Err(e) => {
+                        println!("{n:>5} child failed: {e}");
+                        break;
+                    }
+                };
+                row.print();
+                if row.passes() {
+                    best = Some(row);
+                    passed = true;
                     break;
                 }
-            };
-            row.print();
-            if row.passes() {
-                best = Some(row);
-            } else {
+                if attempt == 0 {
+                    println!("      retrying {n} once");
+                }
+            }
+            if !passed {
                 break;
             }
+        }
+        let profile_n = match plan.profile_at {
+            Some(0) => best.as_ref().map(|b| b.get("n") as usize).or(plan.counts.first().copied()),
+            other => other,
+        };
+        if let Some(n) = profile_n {
+            crate::profile::run(n, label);
         }
         match best {
             Some(b) => {
@@ -145,10 +168,10 @@ pub fn run(plan: &Plan) {
     println!();
 }
 
-struct Row(HashMap<String, f64>);
+pub struct Row(HashMap<String, f64>);
 
 impl Row {
-    fn get(&self, k: &str) -> f64 {
+    pub fn get(&self, k: &str) -> f64 {
         self.0.get(k).copied().unwrap_or(f64::NAN)
     }
 
@@ -156,7 +179,7 @@ impl Row {
         self.get("ok") == self.get("n") && self.get("late_pct") < LATE_LIMIT_PCT
     }
 
-    fn print(&self) {
+    pub fn print(&self) {
         let g = |k: &str| self.get(k);
         println!(
             "{:>5} {:>10} {:>7.3} {:>7.1} {:>7.3} {:>7.3} {:>11} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>7.0} {:>7.0}{}",
@@ -186,7 +209,12 @@ fn run_child(n: usize, label: &str) -> Result<Row, String> {
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| e.to_string())?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    parse_output(&String::from_utf8_lossy(&out.stdout))
+        .ok_or_else(|| format!("{n} calls: no result ({})", out.status))
+}
+
+/// Echoes a child's report lines, indented, and returns its `ROW`.
+pub fn parse_output(stdout: &str) -> Option<Row> {
     let mut row = None;
     for line in stdout.lines() {
         match line.strip_prefix("ROW ") {
@@ -200,7 +228,7 @@ fn run_child(n: usize, label: &str) -> Result<Row, String> {
             None => println!("      {line}"),
         }
     }
-    row.ok_or_else(|| format!("{n} calls: no result ({})", out.status))
+    row
 }
 
 /// One call as the child holds it.
@@ -215,6 +243,19 @@ struct Call {
 pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, plan: &Plan) {
     let gw = cpu::runtime(cpu::GATEWAY, plan.gw_threads);
     let feed = cpu::runtime(cpu::FEEDER, plan.feed_threads);
+    if plan.feed_nice != 0 {
+        // Workers start lazily: make sure all exist before renicing them.
+        feed.block_on(async {
+            let blockers: Vec<_> = (0..plan.feed_threads)
+                .map(|_| tokio::spawn(async { std::thread::sleep(Duration::from_millis(50)) }))
+                .collect();
+            for b in blockers {
+                let _ = b.await;
+            }
+        });
+        let n = cpu::renice(cpu::FEEDER, plan.feed_nice);
+        println!("feeder threads at nice {}: {n}", plan.feed_nice);
+    }
     let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -353,12 +394,15 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
 
         tokio::time::sleep(plan.warmup).await;
         let before = Snapshot::take();
+        let window_start = epoch.elapsed();
         WINDOW.store(true, Ordering::Relaxed);
+        crate::profile::window(true);
         tokio::time::sleep(plan.window).await;
+        crate::profile::window(false);
         WINDOW.store(false, Ordering::Relaxed);
         let split = Snapshot::take().since(&before);
         // The feeders' arrival logs fill during the window; they are not the gateway's.
-        let logs = (calls.len() * 2 * window_frames * std::mem::size_of::<i64>()) as u64;
+        let logs = (calls.len() * 2 * window_frames * std::mem::size_of::<(i64, i64)>()) as u64;
         let rss_running = cpu::rss_bytes().saturating_sub(logs);
         eprintln!("[{label} {n}] window done; hanging up");
 
@@ -437,6 +481,22 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
         }
         for p in &problems {
             println!("{p}");
+        }
+        let secs = plan.window.as_secs().max(1) as usize;
+        let mut bins = [vec![0u64; secs], vec![0u64; secs]];
+        let start_us = window_start.as_micros() as i64;
+        for call in &calls {
+            let logs = [&call.heard_by_phone, &call.heard_by_meta];
+            for (bin, log) in bins.iter_mut().zip(logs) {
+                for at in log.lock().expect("unpoisoned").late_at(TICK_US) {
+                    let s = ((at - start_us).max(0) / 1_000_000) as usize;
+                    bin[s.min(secs - 1)] += 1;
+                }
+            }
+        }
+        if bins.iter().flatten().any(|&b| b > 0) {
+            println!("late frames per second of the window, at the phones: {:?}", bins[0]);
+            println!("late frames per second of the window, at Meta:       {:?}", bins[1]);
         }
         if calls.len() - ok > problems.len() {
             println!("... {} calls with problems in all", calls.len() - ok);

@@ -155,3 +155,24 @@ pub fn runtime(prefix: &'static str, workers: usize) -> tokio::runtime::Runtime 
         .build()
         .expect("tokio runtime")
 }
+
+/// Lowers the priority of this process's threads whose names start with `prefix` (Linux
+/// nice is per thread). Returns how many were changed.
+pub fn renice(prefix: &str, nice: i32) -> usize {
+    let mut changed = 0;
+    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+        let tid = entry.file_name().to_string_lossy().into_owned();
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let status = std::process::Command::new("renice")
+            .args(["-n", &nice.to_string(), "-p", &tid])
+            .stdout(std::process::Stdio::null())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            changed += 1;
+        }
+    }
+    changed
+}

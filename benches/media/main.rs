@@ -21,11 +21,16 @@
 //! - `MEDIA_BENCH_SETTINGS=default,c2,c1` codec set-ups for part 1: `default` is
 //!   `BridgeSettings::default()`, `cN` the same with encoder complexity N;
 //! - `MEDIA_BENCH_CALL_SETTINGS=default,c1` the set-ups part 3 runs;
-//! - `MEDIA_BENCH_CALLS=50,100,200,300,400,500,600,800,1000` call counts, stepped upward until
-//!   one fails (a call not working, or ≥ 0.1 % late ticks);
+//! - `MEDIA_BENCH_CALLS=50,100,150,200,250,300,400,500,600` call counts, stepped upward until
+//!   one fails twice in a row (a call not working, or ≥ 0.1 % late ticks);
 //! - `MEDIA_BENCH_SECS=30` measured window per count, `MEDIA_BENCH_WARMUP_SECS=5`;
 //! - `MEDIA_BENCH_RUNS=5` passes over the speech in part 1; `MEDIA_BENCH_WEBRTC_SECS=5`;
 //! - `MEDIA_BENCH_GW_THREADS=2`, `MEDIA_BENCH_FEED_THREADS=2` runtime sizes in part 3;
+//!   `MEDIA_BENCH_FEED_NICE=0` nice value of the feeder threads (e.g. 19 to let the gateway
+//!   go first, as if the feeders ran elsewhere);
+//! - `MEDIA_BENCH_PROFILE=auto` after each set-up's steps, re-run the largest passing count
+//!   under `perf record` (window only) and print where the gateway threads' CPU goes;
+//!   `off`, or a call count;
 //! - `MEDIA_BENCH_SMOKE=1` a short version for CI (one pass, 1 s, 10 and 20 calls for 3 s).
 
 #[path = "../common/mod.rs"]
@@ -35,6 +40,7 @@ mod arrivals;
 mod calls;
 mod cpu;
 mod fake_meta;
+mod profile;
 mod steps;
 mod webrtc_cost;
 
@@ -143,6 +149,12 @@ fn main() {
         )),
         gw_threads: env_num("MEDIA_BENCH_GW_THREADS", 2),
         feed_threads: env_num("MEDIA_BENCH_FEED_THREADS", 2),
+        feed_nice: env_num("MEDIA_BENCH_FEED_NICE", 0),
+        profile_at: match env_or("MEDIA_BENCH_PROFILE", if smoke { "off" } else { "auto" }).as_str() {
+            "off" | "none" => None,
+            "auto" => Some(0),
+            n => Some(n.parse().expect("MEDIA_BENCH_PROFILE: off, auto or a call count")),
+        },
     };
     let speech = Speech::load();
     if let Some((n, label)) = calls::child_request() {
@@ -166,8 +178,12 @@ fn main() {
         }
     );
     println!("codec set-ups:");
+    let mut listed = Vec::new();
     for (label, s) in step_settings.iter().chain(&plan.settings) {
-        println!("  {label:<8} encode {:?}; decode {:?}", s.encode, s.decode);
+        if !listed.contains(label) {
+            println!("  {label:<8} encode {:?}; decode {:?}", s.encode, s.decode);
+            listed.push(label.clone());
+        }
     }
     println!();
     let totals = parts
