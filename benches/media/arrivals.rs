@@ -99,7 +99,10 @@ impl Arrivals {
                     window.pop_back();
                 }
                 window.push_back((i, offset));
-                while window.front().is_some_and(|&(j, _)| j + BASELINE_FRAMES <= i) {
+                while window
+                    .front()
+                    .is_some_and(|&(j, _)| j + BASELINE_FRAMES <= i)
+                {
                     window.pop_front();
                 }
                 let base = window.front().map_or(offset, |&(_, o)| o);

@@ -23,21 +23,19 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio::time::MissedTickBehavior;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
 use whatsip::media::bridge::{
     spawn_bridge, BridgeCommand, BridgeSettings, BridgeStats, PhoneMedia,
 };
 use whatsip::media::bridge_core::BridgeEvent;
 use whatsip::media::g711::G711;
-use whatsip::media::rtp_header::{self, RtpHeader};
-use whatsip::media::transcode::G711_FRAME;
 use whatsip::media::webrtc_leg::WebRtcLeg;
 
 use crate::arrivals::{Arrivals, Lateness, WINDOW};
 use crate::cpu::{self, Snapshot};
-use crate::fake_meta::{self, FakeMeta};
+use crate::fake_meta::FakeMeta;
+use crate::feeders::{
+    meta_sender, phone_receiver, phone_sender, FakePhone, MetaFeed, SippEcho, SLOTS,
+};
 use crate::webrtc_cost::answer_pair;
 use crate::Speech;
 
@@ -48,8 +46,6 @@ const TICK_US: i64 = 20_000;
 const SETUP_PARALLEL: usize = 8;
 /// Fake phones per UDP socket (one receive buffer shared by this many calls).
 const PHONES_PER_SOCKET: usize = 50;
-/// Feeders send in 1 ms slots: call i in slot i % 20.
-const SLOTS: usize = 20;
 const LATE_LIMIT_PCT: f64 = 0.1;
 const HANGUP_WAIT: Duration = Duration::from_secs(20);
 pub const CHILD_ENV: &str = "MEDIA_BENCH_CHILD";
@@ -63,16 +59,42 @@ pub struct Plan {
     pub feed_threads: usize,
     /// Nice value for the feeder threads (0: same priority as the gateway).
     pub feed_nice: i32,
+    /// Also step the first set-up with sipp echoing on the phone side.
+    pub sipp: bool,
     /// Call count to profile with perf after the steps: `None` none, `Some(0)` the largest
     /// count that passed.
     pub profile_at: Option<usize>,
 }
 
-/// The child's half: `Some` when this process is a child.
-pub fn child_request() -> Option<(usize, String)> {
+/// What answers the bridges on the phone side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phones {
+    /// In-process fake phones sending recorded µ-law.
+    Fake,
+    /// One sipp `-rtp_echo` process echoing each bridge's G.711 back to it.
+    Sipp,
+}
+
+impl Phones {
+    fn name(self) -> &'static str {
+        match self {
+            Phones::Fake => "fake",
+            Phones::Sipp => "sipp",
+        }
+    }
+}
+
+/// The child's half: `Some((calls, set-up label, phones))` when this process is a child.
+pub fn child_request() -> Option<(usize, String, Phones)> {
     let v = std::env::var(CHILD_ENV).ok()?;
-    let (n, label) = v.split_once(' ')?;
-    Some((n.parse().ok()?, label.to_owned()))
+    let mut words = v.split_whitespace();
+    let n = words.next()?.parse().ok()?;
+    let label = words.next()?.to_owned();
+    let phones = match words.next() {
+        Some("sipp") => Phones::Sipp,
+        _ => Phones::Fake,
+    };
+    Some((n, label, phones))
 }
 
 /// Runs the call counts upward in child processes until one fails or is too late.
@@ -97,8 +119,24 @@ pub fn run(plan: &Plan) {
          + hypervisor steal; gw µs/c = gateway CPU per call per 20 ms; RSS of the process, KB/c \
          = its growth per call (both peers and the bridge)"
     );
-    for (label, _) in &plan.settings {
-        println!("\n-- codec set-up: {label} --");
+    let mut runs: Vec<(&str, Phones)> = plan
+        .settings
+        .iter()
+        .map(|(l, _)| (l.as_str(), Phones::Fake))
+        .collect();
+    if plan.sipp {
+        if let Some((first, _)) = plan.settings.first() {
+            runs.push((first, Phones::Sipp));
+        }
+    }
+    for (label, phones) in runs {
+        match phones {
+            Phones::Fake => println!("\n-- codec set-up: {label}; fake phones in-process --"),
+            Phones::Sipp => println!(
+                "\n-- codec set-up: {label}; phones: one sipp -rtp_echo (its CPU: noise column; \
+                 no far-end figures at the phone) --"
+            ),
+        }
         println!(
             "{:>5} {:>10} {:>7} {:>7} {:>7} {:>7} {:>11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}",
             "calls",
@@ -121,7 +159,7 @@ pub fn run(plan: &Plan) {
             // One retry: on a shared, noisy machine one bad window is not a verdict.
             let mut passed = false;
             for attempt in 0..2 {
-                let row = match run_child(n, label) {
+                let row = match run_child(n, label, phones) {
                     Ok(row) => row,
                     Err(e) => {
                         println!("{n:>5} child failed: {e}");
@@ -143,10 +181,13 @@ pub fn run(plan: &Plan) {
             }
         }
         let profile_n = match plan.profile_at {
-            Some(0) => best.as_ref().map(|b| b.get("n") as usize).or(plan.counts.first().copied()),
+            Some(0) => best
+                .as_ref()
+                .map(|b| b.get("n") as usize)
+                .or(plan.counts.first().copied()),
             other => other,
         };
-        if let Some(n) = profile_n {
+        if let (Some(n), Phones::Fake) = (profile_n, phones) {
             crate::profile::run(n, label);
         }
         match best {
@@ -202,10 +243,10 @@ impl Row {
     }
 }
 
-fn run_child(n: usize, label: &str) -> Result<Row, String> {
+fn run_child(n: usize, label: &str, phones: Phones) -> Result<Row, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = std::process::Command::new(exe)
-        .env(CHILD_ENV, format!("{n} {label}"))
+        .env(CHILD_ENV, format!("{n} {label} {}", phones.name()))
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| e.to_string())?;
@@ -240,7 +281,14 @@ struct Call {
 }
 
 /// The child's half: runs `n` calls and prints one `ROW` line.
-pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, plan: &Plan) {
+pub fn child(
+    n: usize,
+    label: &str,
+    phones: Phones,
+    settings: BridgeSettings,
+    speech: &Speech,
+    plan: &Plan,
+) {
     let gw = cpu::runtime(cpu::GATEWAY, plan.gw_threads);
     let feed = cpu::runtime(cpu::FEEDER, plan.feed_threads);
     if plan.feed_nice != 0 {
@@ -276,8 +324,13 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
             println!("SRTP profile: {}", c.meta.srtp_cipher().await);
         }
 
-        // Phones: a few shared UDP sockets on the feeder side.
-        let groups = calls.len().div_ceil(PHONES_PER_SOCKET);
+        // Phones: a few shared UDP sockets on the feeder side, or sipp.
+        let sipp = (phones == Phones::Sipp).then(|| SippEcho::start().expect("sipp echoes"));
+        let groups = if sipp.is_some() {
+            0
+        } else {
+            calls.len().div_ceil(PHONES_PER_SOCKET)
+        };
         let phone_sockets: Vec<Arc<UdpSocket>> = feed
             .spawn(async move {
                 let mut v = Vec::new();
@@ -290,10 +343,13 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
             })
             .await
             .expect("phone sockets");
-        let phone_addrs: Vec<SocketAddr> = phone_sockets
-            .iter()
-            .map(|s| s.local_addr().expect("addr"))
-            .collect();
+        let phone_addrs: Vec<SocketAddr> = match &sipp {
+            Some(s) => vec![s.addr],
+            None => phone_sockets
+                .iter()
+                .map(|s| s.local_addr().expect("addr"))
+                .collect(),
+        };
 
         // Bridges: spread over the 20 ms so their ticks do not all fall in the same ms.
         let legs: Vec<WebRtcLeg> = calls
@@ -309,7 +365,7 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
                     let rtp = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
                     let rtcp = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
                     let rtp_addr = rtp.local_addr().expect("addr");
-                    let phone = phone_addrs[i / PHONES_PER_SOCKET];
+                    let phone = phone_addrs[(i / PHONES_PER_SOCKET).min(phone_addrs.len() - 1)];
                     let handle = spawn_bridge(leg, bridge_settings.clone());
                     let media = PhoneMedia {
                         rtp,
@@ -394,6 +450,7 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
 
         tokio::time::sleep(plan.warmup).await;
         let before = Snapshot::take();
+        let sipp_before = sipp.as_ref().map_or(0, SippEcho::cpu_ticks);
         let window_start = epoch.elapsed();
         WINDOW.store(true, Ordering::Relaxed);
         crate::profile::window(true);
@@ -401,6 +458,8 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
         crate::profile::window(false);
         WINDOW.store(false, Ordering::Relaxed);
         let split = Snapshot::take().since(&before);
+        let sipp_ticks = sipp.as_ref().map_or(0, SippEcho::cpu_ticks) - sipp_before;
+        drop(sipp);
         // The feeders' arrival logs fill during the window; they are not the gateway's.
         let logs = (calls.len() * 2 * window_frames * std::mem::size_of::<(i64, i64)>()) as u64;
         let rss_running = cpu::rss_bytes().saturating_sub(logs);
@@ -455,6 +514,9 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
                             })
                             .map(|e| format!("{e:?}")),
                     );
+                    if stats.phone_packets_received == 0 {
+                        why.push("no phone packets".into());
+                    }
                     if stats.wa_send_errors > 0 || stats.wa_decode_errors > 0 {
                         why.push(format!(
                             "{} send errors, {} decode errors",
@@ -464,7 +526,11 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
                 }
                 Err(e) => why.push(e.clone()),
             }
-            for (side, got) in [("phone", at_phone.frames), ("Meta", at_meta.frames)] {
+            let mut heard = vec![("Meta", at_meta.frames)];
+            if phones == Phones::Fake {
+                heard.push(("phone", at_phone.frames));
+            }
+            for (side, got) in heard {
                 if (got as f64) < 0.9 * expected {
                     why.push(format!("{side} heard {got} of {expected:.0} frames"));
                 }
@@ -495,8 +561,14 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
             }
         }
         if bins.iter().flatten().any(|&b| b > 0) {
-            println!("late frames per second of the window, at the phones: {:?}", bins[0]);
-            println!("late frames per second of the window, at Meta:       {:?}", bins[1]);
+            println!(
+                "late frames per second of the window, at the phones: {:?}",
+                bins[0]
+            );
+            println!(
+                "late frames per second of the window, at Meta:       {:?}",
+                bins[1]
+            );
         }
         if calls.len() - ok > problems.len() {
             println!("... {} calls with problems in all", calls.len() - ok);
@@ -530,6 +602,10 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
                 cpu::Split::pct(split.elsewhere, split.wall),
             ),
             ("steal_pct", cpu::Split::pct(split.steal, split.wall)),
+            (
+                "sipp_cpu_pct",
+                sipp_ticks as f64 * 10.0 / split.wall.as_secs_f64(),
+            ),
             (
                 "gw_us_per_call",
                 split.gateway.as_secs_f64() * 1e6 / (n as f64 * expected),
@@ -587,6 +663,12 @@ pub fn child(n: usize, label: &str, settings: BridgeSettings, speech: &Speech, p
             rss_connected.saturating_sub(rss0) as f64 / 1e3 / n as f64,
             rss_running.saturating_sub(rss_connected) as f64 / 1e3 / n as f64,
         );
+        if phones == Phones::Sipp {
+            println!(
+                "sipp -rtp_echo used {:.1} % of one core",
+                sipp_ticks as f64 * 10.0 / split.wall.as_secs_f64()
+            );
+        }
         let row: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("ROW {}", row.join(" "));
     });
@@ -672,113 +754,4 @@ fn add_stats(sum: &mut BridgeStats, s: &BridgeStats) {
     sum.jitter.lost += s.jitter.lost;
     sum.jitter.late += s.jitter.late;
     sum.jitter.skipped += s.jitter.skipped;
-}
-
-struct FakePhone {
-    bridge: SocketAddr,
-    slot: usize,
-    ssrc: u32,
-    seq: u16,
-    ts: u32,
-    /// Index into the recorded frames.
-    frame: usize,
-}
-
-/// Every 20 ms, one µ-law frame from each phone, phones spread over 1 ms slots.
-async fn phone_sender(
-    socket: Arc<UdpSocket>,
-    mut phones: Vec<FakePhone>,
-    frames: Vec<[u8; G711_FRAME]>,
-    late_us: Arc<AtomicU64>,
-    errors: Arc<AtomicU64>,
-) {
-    let mut buf = [0u8; 12 + G711_FRAME];
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    for m in 0usize.. {
-        let due = tick.tick().await;
-        note_late(&late_us, due);
-        for p in phones.iter_mut().filter(|p| p.slot == m % SLOTS) {
-            let h = RtpHeader {
-                marker: p.seq == 0,
-                payload_type: 0,
-                sequence: p.seq,
-                timestamp: p.ts,
-                ssrc: p.ssrc,
-            };
-            let len = rtp_header::write_packet(&h, &frames[p.frame % frames.len()], &mut buf)
-                .expect("fits");
-            if socket.try_send_to(&buf[..len], p.bridge).is_err() {
-                errors.fetch_add(1, Ordering::Relaxed);
-            }
-            p.seq = p.seq.wrapping_add(1);
-            p.ts = p.ts.wrapping_add(G711_FRAME as u32);
-            p.frame += 1;
-        }
-    }
-}
-
-/// Counts and time-stamps what the bridges send to the phones of one socket.
-async fn phone_receiver(socket: Arc<UdpSocket>, heard: HashMap<SocketAddr, Arc<Mutex<Arrivals>>>) {
-    let mut buf = [0u8; 1500];
-    loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-            continue;
-        };
-        let now = Instant::now();
-        let Ok(p) = rtp_header::parse(&buf[..n]) else {
-            continue;
-        };
-        // RTCP from the bridges (rtcp-mux here) is not audio.
-        if whatsip::media::rtcp::is_rtcp(&buf[..n]) {
-            continue;
-        }
-        if let Some(a) = heard.get(&from) {
-            a.lock()
-                .expect("unpoisoned")
-                .record(now, p.header.timestamp);
-        }
-    }
-}
-
-struct MetaFeed {
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    slot: usize,
-    seq: u16,
-    ts: u32,
-    packet: usize,
-}
-
-/// Every 20 ms, one pre-encoded Opus packet from each fake Meta, spread over 1 ms slots.
-async fn meta_sender(
-    mut metas: Vec<MetaFeed>,
-    packets: Vec<Bytes>,
-    late_us: Arc<AtomicU64>,
-    errors: Arc<AtomicU64>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    for m in 0usize.. {
-        let due = tick.tick().await;
-        note_late(&late_us, due);
-        for f in metas.iter_mut().filter(|f| f.slot == m % SLOTS) {
-            let payload = packets[f.packet % packets.len()].clone();
-            let packet = fake_meta::packet(f.ssrc, f.seq, f.ts, f.seq == 0, payload);
-            if f.track.write_rtp(packet).await.is_err() {
-                errors.fetch_add(1, Ordering::Relaxed);
-            }
-            f.seq = f.seq.wrapping_add(1);
-            f.ts = f.ts.wrapping_add(960);
-            f.packet += 1;
-        }
-    }
-}
-
-fn note_late(worst_us: &AtomicU64, due: tokio::time::Instant) {
-    if !WINDOW.load(Ordering::Relaxed) {
-        return;
-    }
-    let late = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
-    worst_us.fetch_max(late, Ordering::Relaxed);
 }

@@ -160,7 +160,10 @@ pub fn runtime(prefix: &'static str, workers: usize) -> tokio::runtime::Runtime 
 /// nice is per thread). Returns how many were changed.
 pub fn renice(prefix: &str, nice: i32) -> usize {
     let mut changed = 0;
-    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task").flatten() {
+    for entry in std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+    {
         let tid = entry.file_name().to_string_lossy().into_owned();
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         if !comm.starts_with(prefix) {

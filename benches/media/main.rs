@@ -28,6 +28,8 @@
 //! - `MEDIA_BENCH_GW_THREADS=2`, `MEDIA_BENCH_FEED_THREADS=2` runtime sizes in part 3;
 //!   `MEDIA_BENCH_FEED_NICE=0` nice value of the feeder threads (e.g. 19 to let the gateway
 //!   go first, as if the feeders ran elsewhere);
+//! - `MEDIA_BENCH_SIPP=auto` also step the first set-up with one `sipp -rtp_echo` as every
+//!   bridge's phone (when sipp is installed); `0` or `1`;
 //! - `MEDIA_BENCH_PROFILE=auto` after each set-up's steps, re-run the largest passing count
 //!   under `perf record` (window only) and print where the gateway threads' CPU goes;
 //!   `off`, or a call count;
@@ -40,6 +42,7 @@ mod arrivals;
 mod calls;
 mod cpu;
 mod fake_meta;
+mod feeders;
 mod profile;
 mod steps;
 mod webrtc_cost;
@@ -150,16 +153,27 @@ fn main() {
         gw_threads: env_num("MEDIA_BENCH_GW_THREADS", 2),
         feed_threads: env_num("MEDIA_BENCH_FEED_THREADS", 2),
         feed_nice: env_num("MEDIA_BENCH_FEED_NICE", 0),
-        profile_at: match env_or("MEDIA_BENCH_PROFILE", if smoke { "off" } else { "auto" }).as_str() {
+        sipp: match env_or("MEDIA_BENCH_SIPP", if smoke { "0" } else { "auto" }).as_str() {
+            "auto" => std::process::Command::new("sipp")
+                .arg("-v")
+                .output()
+                .is_ok(),
+            v => v == "1",
+        },
+        profile_at: match env_or("MEDIA_BENCH_PROFILE", if smoke { "off" } else { "auto" }).as_str()
+        {
             "off" | "none" => None,
             "auto" => Some(0),
-            n => Some(n.parse().expect("MEDIA_BENCH_PROFILE: off, auto or a call count")),
+            n => Some(
+                n.parse()
+                    .expect("MEDIA_BENCH_PROFILE: off, auto or a call count"),
+            ),
         },
     };
     let speech = Speech::load();
-    if let Some((n, label)) = calls::child_request() {
+    if let Some((n, label, phones)) = calls::child_request() {
         let (_, s) = settings(&label);
-        calls::child(n, &label, s, &speech, &plan);
+        calls::child(n, &label, phones, s, &speech, &plan);
         return;
     }
 
@@ -199,7 +213,11 @@ fn main() {
         )
     });
     if let (Some(totals), Some(w)) = (&totals, &webrtc) {
-        println!("== Parts 1 + 2: one call per 20 ms, summed from the parts ==");
+        println!(
+            "== Parts 1 + 2: one call per 20 ms summed from isolated costs (an upper bound: in \
+             part 2 every packet wakes an idle thread; under load wake-ups are shared, see the \
+             profile in part 3) =="
+        );
         let io = w.send_us + w.receive_us + w.udp_send_us + w.udp_receive_us + w.tick_wake_us;
         for t in totals {
             let all = t.per_call_us + io;
@@ -214,10 +232,7 @@ fn main() {
                 20_000.0 / all
             );
         }
-        println!(
-            "  (SRTP counts twice: alone in the transcode path and inside webrtc-rs; each receive \
-             carries a thread wake-up, which under load many calls share)\n"
-        );
+        println!("  (SRTP counts twice: alone in the transcode path and inside webrtc-rs)\n");
     }
     if parts.contains("calls") {
         calls::run(&plan);

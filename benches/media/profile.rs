@@ -87,11 +87,15 @@ fn categories(data: &Path) -> Option<Vec<(String, u64)>> {
             None => (line, ""),
         };
         // Skip the comm and the address; what is left is the symbol.
-        let sym = rest.split_whitespace().skip(2).collect::<Vec<_>>().join(" ");
+        let sym = rest
+            .split_whitespace()
+            .skip(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         *counts.entry(classify(&sym, dso)).or_default() += 1;
     }
     let mut rows: Vec<(String, u64)> = counts.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     Some(rows)
 }
 
@@ -103,15 +107,45 @@ fn classify(sym: &str, dso: &str) -> &'static str {
         "libopus (encode + decode)"
     } else if dso.contains("libc") && has(&["memmove", "memcpy"]) {
         "memcpy/memmove"
-    } else if has(&["malloc", "free", "_int_", "tcache", "realloc", "__rust_alloc", "__rdl_", "__rust_dealloc", "RawVec", "unlink_chunk"]) {
+    } else if has(&[
+        "malloc",
+        "free",
+        "_int_",
+        "tcache",
+        "realloc",
+        "__rust_alloc",
+        "__rdl_",
+        "__rust_dealloc",
+        "RawVec",
+        "unlink_chunk",
+    ]) {
         "allocator"
     } else if has(&["whatsip"]) {
         "whatsip: bridge task, jitter buffer, G.711, transcode glue"
-    } else if has(&["srtp", "Srtp", "aes", "Aes", "gcm", "Gcm", "ring_core", "ring::"]) {
+    } else if has(&[
+        "srtp",
+        "Srtp",
+        "aes",
+        "Aes",
+        "gcm",
+        "Gcm",
+        "ring_core",
+        "ring::",
+    ]) {
         "webrtc-rs: SRTP / crypto"
     } else if has(&["interceptor"]) {
         "webrtc-rs: interceptors (NACK, TWCC, RTCP reports)"
-    } else if has(&["webrtc::", "rtc::", "rtc_", "sansio", "async_channel", "concurrent_queue", "event_listener", "futures_util", "quinn_udp"]) {
+    } else if has(&[
+        "webrtc::",
+        "rtc::",
+        "rtc_",
+        "sansio",
+        "async_channel",
+        "concurrent_queue",
+        "event_listener",
+        "futures_util",
+        "quinn_udp",
+    ]) {
         "webrtc-rs: driver, handlers, channels, ICE, RTP"
     } else if has(&["tokio", "mio::"]) {
         "tokio runtime, timers, I/O driver"
@@ -130,7 +164,9 @@ fn print(rows: &[(String, u64)], gw_us_per_call: Option<f64>) {
     }
     for (what, n) in rows {
         let share = *n as f64 / total as f64;
-        let us = gw_us_per_call.map_or(String::new(), |g| format!("{:6.1} µs/call/20 ms", share * g));
+        let us = gw_us_per_call.map_or(String::new(), |g| {
+            format!("{:6.1} µs/call/20 ms", share * g)
+        });
         println!("  {:5.1} %  {us}  {what}", 100.0 * share);
     }
     println!("  ({total} samples at 999 Hz; µs split the gateway CPU per call of the row above)");
