@@ -325,7 +325,17 @@ pub fn child(
         }
 
         // Phones: a few shared UDP sockets on the feeder side, or sipp.
-        let sipp = (phones == Phones::Sipp).then(|| SippEcho::start().expect("sipp echoes"));
+        let sipp = match phones {
+            Phones::Sipp => match SippEcho::start() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // No ROW: the parent reports this count as failed.
+                    println!("{e}");
+                    std::process::exit(1);
+                }
+            },
+            Phones::Fake => None,
+        };
         let groups = if sipp.is_some() {
             0
         } else {

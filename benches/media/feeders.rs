@@ -167,13 +167,17 @@ impl SippEcho {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(|e| e.to_string())?;
         let mut buf = [0u8; 64];
-        for _ in 0..25 {
+        let mut sipp = sipp;
+        for _ in 0..75 {
             let _ = probe.send_to(&[0x80, 0, 0, 0], sipp.addr);
             if probe.recv_from(&mut buf).is_ok() {
                 return Ok(sipp);
             }
+            if let Ok(Some(status)) = sipp.child.try_wait() {
+                return Err(format!("sipp exited: {status}"));
+            }
         }
-        Err("sipp did not echo within 5 s".into())
+        Err("sipp did not echo within 15 s".into())
     }
 
     /// utime + stime so far, in USER_HZ ticks.
