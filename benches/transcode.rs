@@ -5,18 +5,14 @@
 //! `cargo bench --bench transcode`. The signal is synthetic speech (espeak-ng, two voices,
 //! 23 s) from `benches/data/make_speech.sh`.
 
-use std::time::Instant;
+mod common;
 
-use audiopus::coder::{Decoder, Encoder};
-use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate};
+use common::{cpu_model, jitter_cost, meta_packets, pcm, raw_floor, resample, time, Stat};
 use whatsip::media::g711::G711;
-use whatsip::media::jitter::{Frame, JitterBuffer, JitterConfig};
+use whatsip::media::jitter::Frame;
 use whatsip::media::opus::{frame_samples, OpusDecoder, OpusEncoder, MAX_PACKET};
 use whatsip::media::resample::Resampler;
 use whatsip::media::transcode::{DecodeConfig, EncodeConfig, G711ToOpus, IdleFill, OpusToG711};
-
-static SPEECH_16K: &[u8] = include_bytes!("data/speech16k.raw");
-static SPEECH_8K: &[u8] = include_bytes!("data/speech8k.raw");
 
 /// Recorded passes over the whole signal per configuration (after one unrecorded warm-up).
 const RUNS: usize = 5;
@@ -25,8 +21,8 @@ const CORES: f64 = 2.0;
 const HEADROOM: f64 = 0.5;
 
 fn main() {
-    let speech16 = pcm(SPEECH_16K);
-    let speech8 = pcm(SPEECH_8K);
+    let speech16 = pcm(common::SPEECH_16K);
+    let speech8 = pcm(common::SPEECH_8K);
     let speech48 = resample(&speech16, 16000, 48000);
     let frames = speech8.len() / 160;
     println!(
@@ -37,8 +33,7 @@ fn main() {
     );
     println!("times are µs per 20 ms frame: median / p99 / mean over all frames of all runs\n");
 
-    // What Meta sends: 16 kHz capture (sprop-maxcapturerate=16000), 20 kbit/s, FEC.
-    let meta_packets = encode_all(&speech16, 16000, 10, true, 10);
+    let meta_packets = meta_packets(&speech16);
     // What the desk phone sends.
     let phone_frames: Vec<[u8; 160]> = speech8
         .chunks_exact(160)
@@ -268,9 +263,9 @@ fn main() {
     }
 
     // ---- jitter buffer and raw floor -----------------------------------------------------
-    let jb = jitter_cost(&meta_packets);
+    let jb = jitter_cost(&meta_packets, RUNS);
     println!("\njitter buffer push + pop: {}", jb.show());
-    let (floor_enc, floor_dec, floor_bytes) = raw_floor(&speech48);
+    let (floor_enc, floor_dec, floor_bytes) = raw_floor(&speech48, RUNS);
     println!(
         "raw libopus floor, 48 kHz c10 VoIP 20 kbit/s ({floor_bytes:.1} bytes/packet): encode {}, decode {}, sum of means {:.1} µs",
         floor_enc.show(),
@@ -436,96 +431,6 @@ fn lossy_round_trip(
     )
 }
 
-fn jitter_cost(packets: &[Vec<u8>]) -> Stat {
-    let mut t = Vec::new();
-    let t0 = Instant::now();
-    for run in 0..=RUNS {
-        let mut jb = JitterBuffer::new(JitterConfig::default());
-        let base = (run * packets.len()) as u64;
-        for (i, p) in packets.iter().enumerate() {
-            let k = base + i as u64;
-            let now = t0 + std::time::Duration::from_millis(20 * k);
-            time(&mut t, run > 0, || {
-                jb.push(now, k as u16, (k as u32).wrapping_mul(960), p);
-                matches!(jb.pop(now), Frame::Packet(_))
-            });
-        }
-    }
-    Stat::of(&t)
-}
-
-fn raw_floor(speech48: &[i16]) -> (Stat, Stat, f64) {
-    let (mut e_t, mut d_t) = (Vec::new(), Vec::new());
-    let mut bytes = 0usize;
-    let mut count = 0usize;
-    for run in 0..=RUNS {
-        let keep = run > 0;
-        let mut enc = Encoder::new(SampleRate::Hz48000, Channels::Mono, Application::Voip).unwrap();
-        enc.set_complexity(10).unwrap();
-        enc.set_bitrate(Bitrate::BitsPerSecond(20_000)).unwrap();
-        let mut dec = Decoder::new(SampleRate::Hz48000, Channels::Mono).unwrap();
-        let mut packet = [0u8; MAX_PACKET];
-        let mut out = [0i16; 960];
-        for frame in speech48.chunks_exact(960) {
-            let n = time(&mut e_t, keep, || enc.encode(frame, &mut packet).unwrap());
-            bytes += n;
-            count += 1;
-            let p = audiopus::packet::Packet::try_from(&packet[..n]).unwrap();
-            time(&mut d_t, keep, || {
-                let s = MutSignals::try_from(&mut out[..]).unwrap();
-                dec.decode(Some(p), s, false).unwrap()
-            });
-        }
-    }
-    (Stat::of(&e_t), Stat::of(&d_t), bytes as f64 / count as f64)
-}
-
-fn encode_all(pcm: &[i16], rate: u32, complexity: u8, fec: bool, loss: u8) -> Vec<Vec<u8>> {
-    let mut enc = OpusEncoder::new(rate, 1, complexity, fec, loss).unwrap();
-    let mut buf = [0u8; MAX_PACKET];
-    pcm.chunks_exact(frame_samples(rate))
-        .map(|c| {
-            let n = enc.encode(c, &mut buf).unwrap();
-            buf[..n].to_vec()
-        })
-        .collect()
-}
-
-/// Times one call into `samples` (in µs) when `keep`.
-fn time<R>(samples: &mut Vec<f64>, keep: bool, f: impl FnOnce() -> R) -> R {
-    let t = Instant::now();
-    let r = std::hint::black_box(f());
-    let dt = t.elapsed();
-    if keep {
-        samples.push(dt.as_secs_f64() * 1e6);
-    }
-    r
-}
-
-#[derive(Clone, Copy)]
-struct Stat {
-    median: f64,
-    p99: f64,
-    mean: f64,
-}
-
-impl Stat {
-    fn of(samples: &[f64]) -> Stat {
-        let mut s = samples.to_vec();
-        s.sort_by(f64::total_cmp);
-        let at = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize];
-        Stat {
-            median: at(0.5),
-            p99: at(0.99),
-            mean: s.iter().sum::<f64>() / s.len() as f64,
-        }
-    }
-
-    fn show(&self) -> String {
-        format!("{:.2} / {:.2} / {:.2}", self.median, self.p99, self.mean)
-    }
-}
-
 struct Quality {
     snr: f64,
     seg_snr: f64,
@@ -583,21 +488,6 @@ fn best_lag(reference: &[i16], test: &[i16], max: usize) -> usize {
         .unwrap_or(0)
 }
 
-fn pcm(bytes: &[u8]) -> Vec<i16> {
-    bytes
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
-}
-
-fn resample(input: &[i16], from: u32, to: u32) -> Vec<i16> {
-    let mut r = Resampler::new(from, to).unwrap();
-    let mut out = vec![0i16; r.output_len(input.len())];
-    let n = r.process(input, &mut out);
-    out.truncate(n);
-    out
-}
-
 fn decode_g711(frames: &[[u8; 160]]) -> Vec<i16> {
     decode_g711_bytes(frames.as_flattened())
 }
@@ -613,18 +503,6 @@ fn g711_round(pcm: &[i16]) -> Vec<i16> {
     let mut bytes = vec![0u8; pcm.len()];
     LAW.encode(pcm, &mut bytes);
     decode_g711_bytes(&bytes)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// A neutral receiver at 8 kHz: what reached WhatsApp, on the reference's scale.

@@ -119,6 +119,24 @@ pub struct BridgeStats {
     pub phone_jitter: JitterStats,
     /// Recorder frames lost because the recorder fell behind.
     pub tap_frames_dropped: u64,
+    /// Ticks due, counted at each deadline wake-up: the one slept for, plus every tick that
+    /// elapsed meanwhile (the core catches those up). In a bridged call every deadline is a
+    /// tick; before accept the 1 s RTCP keep-alive adds one wake-up a second.
+    pub ticks: u64,
+    /// Of `ticks`, those handled more than one tick after they were due.
+    pub late_ticks: u64,
+    pub max_tick_lateness_us: u64,
+}
+
+impl BridgeStats {
+    /// A deadline wake-up `lateness` after the deadline.
+    fn record_deadline(&mut self, lateness: Duration, tick: Duration) {
+        let (due, late) = ticks_due(lateness, tick);
+        self.ticks += due;
+        self.late_ticks += late;
+        let us = u64::try_from(lateness.as_micros()).unwrap_or(u64::MAX);
+        self.max_tick_lateness_us = self.max_tick_lateness_us.max(us);
+    }
 }
 
 /// Everything a bridge is started with: the core's timing and the two codec set-ups.
@@ -189,6 +207,7 @@ struct Bridge {
     tap: Option<Tap>,
     stats: BridgeStats,
     ended: bool,
+    tick: Duration,
 }
 
 enum Input {
@@ -202,6 +221,7 @@ enum Input {
 
 impl Bridge {
     fn new(leg: WebRtcLeg, config: BridgeSettings, events: mpsc::Sender<BridgeEvent>) -> Self {
+        let tick = config.timing.tick;
         let mut core = BridgeCore::new(config.timing);
         // Cannot fail: a fresh core is Idle.
         core.start(Instant::now()).expect("fresh core starts");
@@ -226,6 +246,7 @@ impl Bridge {
             tap: None,
             stats: BridgeStats::default(),
             ended: false,
+            tick,
         }
     }
 
@@ -253,7 +274,13 @@ impl Bridge {
                 Input::PhoneRtp(Err(e)) => tracing::debug!(error = %e, "phone RTP socket"),
                 Input::PhoneRtcp(Ok((n, from))) => self.on_phone_rtcp(n, from),
                 Input::PhoneRtcp(Err(e)) => tracing::debug!(error = %e, "phone RTCP socket"),
-                Input::Deadline => self.core.handle_timeout(now),
+                Input::Deadline => {
+                    if let Some(due) = self.deadline {
+                        self.stats
+                            .record_deadline(now.saturating_duration_since(due), self.tick);
+                    }
+                    self.core.handle_timeout(now)
+                }
             }
             self.drive().await;
             if let Some(tap) = &mut self.tap {
@@ -689,6 +716,19 @@ fn send_event(events: &mpsc::Sender<BridgeEvent>, e: BridgeEvent) {
     }
 }
 
+/// Ticks due at a wake-up `lateness` after a tick's deadline (that one and each tick since),
+/// and how many of them are more than a tick late.
+fn ticks_due(lateness: Duration, tick: Duration) -> (u64, u64) {
+    let tick = tick.as_nanos().max(1);
+    let lateness = lateness.as_nanos();
+    let due = 1 + lateness / tick;
+    let late = lateness.saturating_sub(tick).div_ceil(tick);
+    (
+        u64::try_from(due).unwrap_or(u64::MAX),
+        u64::try_from(late).unwrap_or(u64::MAX),
+    )
+}
+
 fn push_digit(queue: &mut std::collections::VecDeque<char>, d: char) {
     if queue.len() < DTMF_QUEUE {
         queue.push_back(d);
@@ -708,5 +748,41 @@ async fn sleep_opt(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn a_wake_up_within_a_tick_is_one_tick_on_time() {
+        assert_eq!(ticks_due(Duration::ZERO, TICK), (1, 0));
+        assert_eq!(ticks_due(Duration::from_millis(19), TICK), (1, 0));
+    }
+
+    #[test]
+    fn exactly_one_tick_late_is_not_late() {
+        assert_eq!(ticks_due(TICK, TICK), (2, 0));
+    }
+
+    #[test]
+    fn a_stall_makes_every_tick_older_than_one_tick_late() {
+        // Due at -25 ms (late) and -5 ms.
+        assert_eq!(ticks_due(Duration::from_millis(25), TICK), (2, 1));
+        // Due at -45, -25 (late) and -5 ms.
+        assert_eq!(ticks_due(Duration::from_millis(45), TICK), (3, 2));
+    }
+
+    #[test]
+    fn stats_keep_the_worst_lateness() {
+        let mut s = BridgeStats::default();
+        s.record_deadline(Duration::from_micros(300), TICK);
+        s.record_deadline(Duration::from_millis(45), TICK);
+        s.record_deadline(Duration::from_micros(10), TICK);
+        assert_eq!((s.ticks, s.late_ticks), (5, 2));
+        assert_eq!(s.max_tick_lateness_us, 45_000);
     }
 }
