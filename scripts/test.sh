@@ -7,13 +7,15 @@ cd "$(dirname "$0")/.."
 
 need=()
 # Build: libopus through pkg-config. Test peers: baresip, sipp; sox for audio fixtures;
-# espeak-ng speaks the PESQ test's reference; gcc builds the pesq sdist (see below).
+# espeak-ng speaks the PESQ test's reference; gcc and Python's headers build the pesq sdist (below).
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev pkg-config)
 command -v baresip >/dev/null || need+=(baresip)
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v sox >/dev/null || need+=(sox)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v gcc >/dev/null || need+=(gcc)
+python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
