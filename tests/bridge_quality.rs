@@ -31,11 +31,6 @@ use whatsip::media::transcode::{DecodeConfig, EncodeConfig};
 
 /// How far below G.711 alone (MOS-LQO) the bridge may score in each direction (issue text).
 const MARGIN: f64 = 0.1;
-/// About 8.6 s with its padding: long enough for PESQ to judge, short enough for a test.
-const SPEECH: &[(&str, &str)] = &[
-    ("en-us", "Thank you for calling the service desk. All agents are busy."),
-    ("en-us+f3", "Hi, I am calling about order four seven three nine."),
-];
 const LAW: G711 = G711::Pcmu;
 /// Both legs' packet time (Meta: ptime 20, §5.2).
 const FRAME: Duration = Duration::from_millis(20);
@@ -187,7 +182,7 @@ impl Scores {
 impl Bench {
     async fn new(dir: &Path) -> Bench {
         let reference = dir.join("reference.wav");
-        pesq::make_reference(&reference, SPEECH).await;
+        pesq::make_reference(&reference, pesq::SPEECH).await;
         let g711_only = dir.join("g711-only.wav");
         pesq::through_g711(&reference, LAW, &g711_only);
         let ceiling = pesq::score(&reference, &g711_only).await;
@@ -276,13 +271,15 @@ fn g711_frames(reference: &Path) -> Vec<[u8; 160]> {
         .collect()
 }
 
-/// The desk phone: says `speech` (one packet per 20 ms on its own clock, like a real phone's),
-/// then G.711 silence until stopped, and records the G.711 it receives, decoded to 8 kHz.
+/// The desk phone: says `speech`, then G.711 silence until stopped, 20 ms a packet, and records
+/// the G.711 it receives, decoded to 8 kHz.
 ///
-/// Its clock runs half a frame after the bridge's: the bridge keeps one phone frame per tick, so
-/// a phone whose packets land right at the tick loses a frame to comfort noise whenever
-/// scheduling jitter pushes one past it. That race is the bridge's to fix (the report says so);
-/// this test measures what the codecs do to speech, so it keeps the race out of its numbers.
+/// Its clock is the bridge's: each packet from the bridge (one per tick) has it send its next
+/// frame half a frame later. The bridge keeps one phone frame per tick, so a phone on its own
+/// clock whose packets land near the tick loses frames to comfort noise whenever scheduling
+/// jitter pushes one past it, and after a stall the bridge re-bases its ticks, which can move
+/// any phone into that spot. That race is the bridge's to fix (a phone-side buffer); this test
+/// measures what the codecs do to speech, so it keeps the race out of its numbers.
 async fn phone_talks_and_listens(
     socket: UdpSocket,
     bridge: SocketAddr,
@@ -294,24 +291,13 @@ async fn phone_talks_and_listens(
     let silence = [LAW.silence_byte(); 160];
     let mut heard = Vec::new();
     let (mut out, mut buf, mut pcm) = ([0u8; 1500], [0u8; 1500], [0i16; 160]);
-    let mut record = |datagram: &[u8], heard: &mut Vec<i16>| {
-        if let Ok(p) = rtp_header::parse(datagram) {
-            if p.header.payload_type == LAW.payload_type() {
-                let k = LAW.decode(p.payload, &mut pcm);
-                heard.extend_from_slice(&pcm[..k]);
-            }
-        }
-    };
-    // Attached and bridged: the bridge sends every tick from now on (silence until Meta talks).
-    let (len, _) = socket.recv_from(&mut buf).await.unwrap();
-    let bridge_tick = tokio::time::Instant::now();
-    record(&buf[..len], &mut heard);
-    let mut tick = tokio::time::interval_at(bridge_tick + FRAME / 2, FRAME);
+    let mut next_send: Option<tokio::time::Instant> = None;
     let mut n = 0usize;
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            _ = tick.tick() => {
+            _ = sleep_until_opt(next_send) => {
+                next_send = None;
                 let payload = speech.get(n).unwrap_or(&silence);
                 let header = RtpHeader { marker: n == 0, payload_type: LAW.payload_type(), sequence: n as u16, timestamp: (n * 160) as u32, ssrc: 0x5eed_0002 };
                 let len = rtp_header::write_packet(&header, payload, &mut out).unwrap();
@@ -324,11 +310,22 @@ async fn phone_talks_and_listens(
                 }
             }
             r = socket.recv_from(&mut buf) => {
-                if let Ok((len, _)) = r {
-                    record(&buf[..len], &mut heard);
+                let Ok((len, _)) = r else { continue };
+                next_send.get_or_insert(tokio::time::Instant::now() + FRAME / 2);
+                let Ok(p) = rtp_header::parse(&buf[..len]) else { continue };
+                if p.header.payload_type == LAW.payload_type() {
+                    let k = LAW.decode(p.payload, &mut pcm);
+                    heard.extend_from_slice(&pcm[..k]);
                 }
             }
         }
     }
     heard
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }

@@ -8,6 +8,13 @@ use whatsip::media::wav::{read_wav_8k_mono, write_wav_8k_mono};
 
 use super::meta_peer::venv_python;
 
+/// The reference the quality tests say: two voices, about 8.6 s with the padding; long enough
+/// for PESQ to judge, short enough for a test.
+pub const SPEECH: &[(&str, &str)] = &[
+    ("en-us", "Thank you for calling the service desk. All agents are busy."),
+    ("en-us+f3", "Hi, I am calling about order four seven three nine."),
+];
+
 /// What `pesq_score.py score` found.
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
 pub struct Score {
