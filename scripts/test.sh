@@ -26,8 +26,8 @@ fi
 # Python test peers (aiortc playing Meta, the PESQ scorer) in a virtualenv inside the project,
 # reinstalled only when their pinned requirements change. Wheels only, except what PyPI has only
 # as source (requirements-sdist.txt): that is built second, without build isolation, against the
-# pinned numpy/Cython/setuptools the first step installed; an isolated build would fetch
-# unpinned build tools, and --no-binary=:all: would even compile numpy.
+# pinned numpy/Cython/setuptools the first step installed. An isolated build would fetch its
+# build tools unpinned (and compile numpy from source if --no-binary reached them).
 requirements=(tests/peers/requirements.txt tests/peers/requirements-sdist.txt)
 if [ ! -x .venv/bin/python ] || ! cat "${requirements[@]}" | cmp -s - .venv/.requirements; then
   if ! python3 -m venv .venv 2>/dev/null; then
@@ -38,7 +38,9 @@ if [ ! -x .venv/bin/python ] || ! cat "${requirements[@]}" | cmp -s - .venv/.req
   fi
   pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
   "${pip[@]}" --only-binary=:all: -r tests/peers/requirements.txt
-  "${pip[@]}" --no-build-isolation --no-binary=:all: -r tests/peers/requirements-sdist.txt
+  # No wheel cache either: a pesq wheel an isolated build left there was built against whatever
+  # numpy that build fetched.
+  "${pip[@]}" --no-build-isolation --no-binary=:all: --no-cache-dir -r tests/peers/requirements-sdist.txt
   cat "${requirements[@]}" > .venv/.requirements
 fi
 
