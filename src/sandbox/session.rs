@@ -209,7 +209,8 @@ impl Sandbox {
         tokio::spawn(driver.run(inbox, commands_rx, tokio::time::Instant::now() + spec.answer_window));
         tracing::info!(%call_id, from = %spec.from, to = %spec.to, "sandbox: the user calls");
 
-        let call = SandboxCall { call_id, connect_body: body, commands, progress, events, meta: self.meta.clone() };
+        let connect_sent_at = SystemTime::now();
+        let call = SandboxCall { call_id, connect_body: body, connect_sent_at, commands, progress, events, meta: self.meta.clone() };
         for _ in 0..spec.connect_copies.max(1) {
             match self.webhooks.send(&call.connect_body).await {
                 Ok(posts) => {
@@ -237,6 +238,7 @@ impl Sandbox {
 pub struct SandboxCall {
     call_id: CallId,
     connect_body: String,
+    connect_sent_at: SystemTime,
     commands: mpsc::UnboundedSender<Command>,
     progress: watch::Receiver<Progress>,
     events: mpsc::UnboundedReceiver<SandboxEvent>,
@@ -260,6 +262,11 @@ impl SandboxCall {
     /// The connect webhook's body exactly as delivered (to redeliver it, or reorder it).
     pub fn connect_body(&self) -> &str {
         &self.connect_body
+    }
+
+    /// When the first connect webhook POST started: the zero of the gateway's reaction times.
+    pub fn connect_sent_at(&self) -> SystemTime {
+        self.connect_sent_at
     }
 
     pub fn state(&self) -> CallState {

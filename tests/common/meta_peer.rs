@@ -15,11 +15,16 @@ pub struct MetaPeer {
     seen: Vec<serde_json::Value>,
 }
 
+/// The test virtualenv's interpreter (aiortc, pesq, scipy), made by `scripts/test.sh`.
+pub fn venv_python() -> std::path::PathBuf {
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(py.exists(), "{} missing: run scripts/test.sh, which creates the test virtualenv", py.display());
+    py
+}
+
 impl MetaPeer {
     pub fn start() -> MetaPeer {
-        let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-        assert!(py.exists(), "{} missing: run scripts/test.sh, which creates the test virtualenv", py.display());
-        let mut child = Command::new(py)
+        let mut child = Command::new(venv_python())
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/meta_peer.py"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -80,7 +85,13 @@ impl MetaPeer {
     /// WebRTC leg answers on loopback ports `ports.0..=ports.1`, and the answer goes back to
     /// Meta. Returns the leg and the answer we sent.
     pub async fn answered_by_our_leg(&mut self, tone_hz: u32, record: &std::path::Path, ports: (u16, u16)) -> (WebRtcLeg, String) {
-        self.send(serde_json::json!({"cmd": "offer", "tone_hz": tone_hz, "record": record})).await;
+        self.offer_answered_by_our_leg(serde_json::json!({"cmd": "offer", "tone_hz": tone_hz, "record": record}), ports)
+            .await
+    }
+
+    /// [`Self::answered_by_our_leg`] for any offer command (`"play"`, `"opus_bitrate"`, ...).
+    pub async fn offer_answered_by_our_leg(&mut self, offer: serde_json::Value, ports: (u16, u16)) -> (WebRtcLeg, String) {
+        self.send(offer).await;
         let offer = self.wait("offer", Duration::from_secs(15)).await["sdp"].as_str().unwrap().to_string();
         let cfg = WebRtcConfig { bind_ip: "127.0.0.1".parse().unwrap(), public_ip: None, port_min: ports.0, port_max: ports.1 };
         let (leg, answer) = answer_offer(&offer, &cfg).await.expect("answer Meta's offer");

@@ -8,6 +8,7 @@ pub mod baresip;
 pub mod ctrl;
 pub mod gateway;
 pub mod meta_peer;
+pub mod pesq;
 pub mod ports;
 pub mod process;
 pub mod sip_client;

@@ -49,7 +49,7 @@ class BusinessPeer(Peer):
     async def cmd_accept_offer(self, msg: dict) -> None:
         if self.pc is not None:
             raise RuntimeError("already answered")
-        self.new_pc(msg.get("tone_hz", 1000), msg.get("record"))
+        self.new_pc(meta_peer.GatedSine(msg.get("tone_hz", 1000)), msg.get("record"))
         await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
         tr = self.pc.getTransceivers()[0]
         tr.direction = "sendrecv"

@@ -7,15 +7,22 @@ Only JSON goes to stdout; diagnostics go to stderr.
 Commands (stdin):
   {"cmd":"offer","tone_hz":440,"record":"/path/heard.wav"}   -> {"event":"offer","sdp":"..."}
       optional: "host":"127.0.0.1" (host candidate address)
+      optional: "play":"/path/speech.wav" (say this file instead of the sine: 16-bit PCM WAV,
+                any rate and channel count, mixed to mono and resampled to 48 kHz. It plays
+                once from the first unmute, a mute pauses it, and silence follows its end;
+                {"event":"played"} says its last frame went out)
+      optional: "opus_bitrate":20000 (encode like Meta's offers instead of aiortc's 96 kbit/s
+                stereo full band: mono at this bitrate, band-limited to 8 kHz as
+                maxplaybackrate=16000 / sprop-maxcapturerate=16000 say, doc §5.1)
   {"cmd":"answer","sdp":"..."}   -> {"event":"ice_role",...}, {"event":"connected"}
-  {"cmd":"unmute"}               -> start sending the sine (nothing is sent before)
+  {"cmd":"unmute"}               -> start sending audio (nothing is sent before)
   {"cmd":"mute"}                 -> stop sending audio again
   {"cmd":"dtmf","digit":"5"}     -> RFC 4733 event on PT 126 (8000 Hz duration units)
   {"cmd":"stats"}                -> {"event":"stats",...}
   {"cmd":"close"}                -> {"event":"closed"}, exit 0 (also on stdin EOF)
 
 Events (stdout): offer, ice_role, connected, first_audio, dtmf, stats, closed, error,
-                 state (connection state changes), unexpected_pt.
+                 state (connection state changes), unexpected_pt, played.
 
 Recording: 16-bit mono WAV at 48000 Hz of the decoded incoming Opus (PT 111).
 
@@ -200,22 +207,19 @@ def emit(event: str, **fields) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Media: gated sine source
+# Media: gated sources
 # --------------------------------------------------------------------------------------
-class GatedSine(MediaStreamTrack):
-    """20 ms frames of a sine, s16 mono 48 kHz, real-time paced. recv() blocks while
-    muted, so aiortc's sender loop sends no RTP at all before unmute."""
+class GatedSource(MediaStreamTrack):
+    """20 ms frames, s16 mono 48 kHz, real-time paced. recv() blocks while muted, so aiortc's
+    sender loop sends no RTP at all before unmute. Subclasses say what the samples are."""
 
     kind = "audio"
 
-    def __init__(self, freq: float, level: float = 0.3) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.freq = float(freq)
-        self.level = level
         self.unmuted = asyncio.Event()
         self._pts = 0
         self._t0 = None
-        self._phase = 0
 
     async def recv(self):
         if self.readyState != "live":
@@ -229,15 +233,87 @@ class GatedSine(MediaStreamTrack):
         due = self._t0 + self._pts / SAMPLE_RATE
         if due > now:
             await asyncio.sleep(due - now)
-        n = np.arange(self._phase, self._phase + FRAME_SAMPLES)
-        samples = (self.level * 32767 * np.sin(2 * math.pi * self.freq * n / SAMPLE_RATE)).astype("<i2")
-        self._phase += FRAME_SAMPLES
+        samples = self.next_frame()
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._pts
         frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
         self._pts += FRAME_SAMPLES
         return frame
+
+    def next_frame(self) -> np.ndarray:
+        """The next FRAME_SAMPLES samples as little-endian int16."""
+        raise NotImplementedError
+
+
+class GatedSine(GatedSource):
+    def __init__(self, freq: float, level: float = 0.3) -> None:
+        super().__init__()
+        self.freq = float(freq)
+        self.level = level
+        self._phase = 0
+
+    def next_frame(self) -> np.ndarray:
+        n = np.arange(self._phase, self._phase + FRAME_SAMPLES)
+        self._phase += FRAME_SAMPLES
+        return (self.level * 32767 * np.sin(2 * math.pi * self.freq * n / SAMPLE_RATE)).astype("<i2")
+
+
+class WavPlayer(GatedSource):
+    """A WAV file, once, then silence. Once rather than looped: the far end's recording then
+    holds a single copy of the utterance, which a scorer can cut out whole; a loop would put
+    a seam wherever the cut falls."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.samples = read_wav_48k(path)
+        self.pos = 0
+        self.played = False
+
+    def next_frame(self) -> np.ndarray:
+        frame = np.zeros(FRAME_SAMPLES, dtype="<i2")
+        chunk = self.samples[self.pos:self.pos + FRAME_SAMPLES]
+        frame[:len(chunk)] = chunk
+        self.pos += len(chunk)
+        if self.pos >= len(self.samples) and not self.played:
+            self.played = True
+            emit("played", seconds=len(self.samples) / SAMPLE_RATE)
+        return frame
+
+
+def read_wav_48k(path: str) -> np.ndarray:
+    """A 16-bit PCM WAV as mono int16 at SAMPLE_RATE."""
+    from scipy.signal import resample_poly  # only players need it; tone tests start faster
+
+    with wave.open(path, "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: {8 * w.getsampwidth()}-bit samples; only 16-bit PCM is played")
+        rate, channels = w.getframerate(), w.getnchannels()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    x = pcm.reshape(-1, channels).astype(np.float64).mean(axis=1)
+    g = math.gcd(rate, SAMPLE_RATE)
+    x = resample_poly(x, SAMPLE_RATE // g, rate // g)
+    return np.clip(np.round(x), -32768, 32767).astype("<i2")
+
+
+def encode_like_meta(bitrate: int) -> None:
+    """Makes every Opus encoder aiortc creates from now on mono, `bitrate` bit/s and wideband
+    (8 kHz audio bandwidth), the way Meta's offers describe its stream (doc §5.1:
+    maxaveragebitrate=20000;maxplaybackrate=16000;sprop-maxcapturerate=16000).
+    aiortc 1.16.0's get_encoder() looks up OpusEncoder in aiortc.codecs at call time."""
+    import aiortc.codecs
+    from aiortc.codecs.opus import OpusEncoder
+
+    class MetaOpusEncoder(OpusEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.codec.bit_rate = bitrate
+            self.codec.layout = "mono"
+            self.codec.options = {"application": "voip", "cutoff": "8000"}
+            self.resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE,
+                                               frame_size=FRAME_SAMPLES)
+
+    aiortc.codecs.OpusEncoder = MetaOpusEncoder
 
 
 # --------------------------------------------------------------------------------------
@@ -363,9 +439,9 @@ class Peer:
         self.tx_ts_origin = None
 
     # ---- setup -------------------------------------------------------------------------
-    def new_pc(self, tone_hz: float, record: str) -> None:
+    def new_pc(self, source: GatedSource, record: str) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.track = GatedSine(tone_hz)
+        self.track = source
         self.record_path = record
         if record:
             self.wav = wave.open(record, "wb")
@@ -531,7 +607,10 @@ class Peer:
             raise RuntimeError("offer already made")
         if msg.get("host"):
             HOST_ADDRESSES[:] = [msg["host"]]
-        self.new_pc(msg.get("tone_hz", 440), msg.get("record"))
+        if msg.get("opus_bitrate"):
+            encode_like_meta(int(msg["opus_bitrate"]))
+        source = WavPlayer(msg["play"]) if msg.get("play") else GatedSine(msg.get("tone_hz", 440))
+        self.new_pc(source, msg.get("record"))
         tr = self.pc.addTransceiver(self.track, direction="sendrecv")
         self.sender = tr.sender
         self.opus_only(tr)
