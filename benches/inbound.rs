@@ -5,7 +5,7 @@
 //! Everything runs on loopback in this process: the real gateway (`whatsip::serve::run` on its
 //! own thread, release build), the sandbox as Meta (Graph endpoints + signed webhooks + a
 //! WhatsApp user's WebRTC peer), and a bare UDP "PBX" behind a trunk that stamps each INVITE
-//! and answers 486 Busy, so every call ends at once with a `reject` and the next can start.
+//! and answers 486 Busy 200 ms later, so every call ends with a `reject` and the next starts.
 //! The user's offer (ICE gathering) is made before the clock starts.
 //!
 //! Run: `cargo bench --bench inbound` (`INBOUND_BENCH_CALLS`, default 200).
@@ -20,6 +20,7 @@ use whatsip::sandbox::{CallSpec, CallState, Sandbox, SandboxConfig, SandboxNumbe
 use whatsip::whatsapp::graph::Action;
 
 const NUMBER_ID: &str = "106540352242922";
+const BUSY_AFTER: Duration = Duration::from_millis(200);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -58,7 +59,13 @@ fn run_pbx(socket: UdpSocket, arrivals: Arc<Mutex<Vec<(String, SystemTime)>>>) {
             reply.push_str(&format!("To: {to};tag=pbx1\r\n"));
         }
         reply.push_str("Content-Length: 0\r\n\r\n");
-        let _ = socket.send_to(reply.as_bytes(), from);
+        // Busy only after a while, as a phone would ring first: an instant 486 would end the
+        // call before our WebRTC answer exists, and there would be no pre_accept to time.
+        let socket = socket.try_clone().expect("clone the PBX socket");
+        std::thread::spawn(move || {
+            std::thread::sleep(BUSY_AFTER);
+            let _ = socket.send_to(reply.as_bytes(), from);
+        });
     }
 }
 
@@ -93,7 +100,7 @@ fn main() {
     let numbers = vec![SandboxNumber { phone_number_id: PhoneNumberId::new(NUMBER_ID), display_number: "+15550100".into() }];
     let webhook_url = format!("http://127.0.0.1:{webhook_port}/webhook");
     let sandbox = rt
-        .block_on(Sandbox::start(SandboxConfig::local(webhook_url, "bench-secret", "bench-access-token-0123", numbers)))
+        .block_on(Sandbox::start(SandboxConfig::local(webhook_url, "bench-app-secret-0123", "bench-access-token-0123", numbers)))
         .expect("sandbox");
     let config = format!(
         r#"data_dir = "{data}"
@@ -109,7 +116,7 @@ address = "{pbx_addr}"
 port_min = 41000
 port_max = 41999
 [whatsapp]
-app_secret = "bench-secret"
+app_secret = "bench-app-secret-0123"
 verify_token = "bench-verify"
 access_token = "bench-access-token-0123"
 graph_base_url = "{graph}"
