@@ -75,6 +75,7 @@ async fn whatsapp_call_bridged_to_a_baresip_phone() {
             caller_name: Some("WhatsApp +44 7700 900123".into()),
             sdp_offer: offer_sdp,
             ring_timeout: Duration::from_secs(10),
+            headers: Vec::new(),
         },
         None,
     )

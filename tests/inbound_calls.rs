@@ -226,3 +226,73 @@ async fn two_phones_answering_at_once_only_one_gets_the_call() {
     assert_eq!(record["outcome"], "answered");
     assert!(s.sandbox.violations().is_empty(), "{:?}", s.sandbox.violations());
 }
+
+/// A PBX behind a trunk: takes one INVITE, keeps its text, answers 486 Busy Here.
+async fn busy_pbx(socket: tokio::net::UdpSocket) -> String {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !msg.starts_with("INVITE ") {
+            continue;
+        }
+        let pick = |name: &str| -> Vec<String> {
+            msg.lines()
+                .filter(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+                .map(|l| l.to_owned())
+                .collect()
+        };
+        let mut reply = String::from("SIP/2.0 486 Busy Here\r\n");
+        for line in pick("Via").iter().chain(&pick("From")).chain(&pick("Call-ID")).chain(&pick("CSeq")) {
+            reply.push_str(line);
+            reply.push_str("\r\n");
+        }
+        for to in pick("To") {
+            reply.push_str(&format!("{to};tag=pbx\r\n"));
+        }
+        reply.push_str("Content-Length: 0\r\n\r\n");
+        socket.send_to(reply.as_bytes(), from).await.unwrap();
+        return msg;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pbx_extension_gets_the_caller_and_the_payloads_and_its_busy_rejects_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let pbx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let pbx_addr = pbx.local_addr().unwrap();
+    let mut cfg = GatewayConfig::new(&dir.path().join("data"));
+    let numbers = vec![SandboxNumber { phone_number_id: PhoneNumberId::new(NUMBER_ID), display_number: "+15550100".into() }];
+    let webhook_url = format!("http://127.0.0.1:{}/webhook", cfg.webhook_port);
+    let sandbox = Sandbox::start(SandboxConfig::local(webhook_url, SECRET, ACCESS, numbers)).await.unwrap();
+    cfg.whatsapp_extra = format!(
+        "app_secret = \"{SECRET}\"\nverify_token = \"verify-me\"\naccess_token = \"{ACCESS}\"\ngraph_base_url = \"{}\"\n",
+        sandbox.graph_base_url()
+    );
+    cfg.extra = format!(
+        "[[sip.trunks]]\nname = \"pbx\"\naddress = \"{pbx_addr}\"\n\
+         [[whatsapp.numbers]]\nphone_number_id = \"{NUMBER_ID}\"\ndisplay_number = \"+15550100\"\ntarget = \"trunk:pbx/2001\"\n"
+    );
+    let gw = Gateway::start(&cfg);
+    let invite = tokio::spawn(busy_pbx(pbx));
+
+    let mut spec = call_spec("Frank");
+    spec.deeplink_payload = Some("order-4711\r\nX-Injected: yes".into());
+    spec.cta_payload = Some("support button".into());
+    let call = sandbox.place_call(spec).await.expect("call placed");
+    let invite = tokio::time::timeout(WAIT, invite).await.expect("INVITE at the PBX").unwrap();
+    eprintln!("{invite}");
+    assert!(invite.starts_with("INVITE sip:2001@"), "{invite}");
+    let from = invite.lines().find(|l| l.starts_with("From:")).unwrap();
+    assert!(from.contains("Frank") && from.contains("sip:15551234567@"), "{from}");
+    assert!(invite.contains(&format!("X-WhatsApp-Call-Id: {}\r\n", call.call_id())), "{invite}");
+    assert!(invite.contains("X-WhatsApp-CTA-Payload: support button\r\n"), "{invite}");
+    // The payload comes from outside: its line break must not become a header of its own.
+    assert!(invite.contains("X-WhatsApp-Deeplink-Payload: order-4711  X-Injected: yes\r\n"), "{invite}");
+    assert!(!invite.contains("\r\nX-Injected"), "{invite}");
+
+    call.wait_for_state(CallState::Rejected, WAIT).await.unwrap_or_else(|e| panic!("{e:?}\n{}", gw.log_tail()));
+    let record = last_call(&gw).await;
+    assert_eq!((record["outcome"].as_str(), record["reason"].as_str()), (Some("rejected"), Some("busy")), "{record}");
+    assert!(sandbox.violations().is_empty(), "{:?}", sandbox.violations());
+}

@@ -263,6 +263,7 @@ impl CallActor {
         // The desk phone shows who calls: the WhatsApp profile name and number (the user part).
         let caller = self.connect.from.to_string();
         let caller_name = self.connect.caller_name.clone();
+        let headers = self.invite_headers();
         self.deps.media_rt.spawn(async move {
             let settings = &deps.settings;
             let ip = settings.rtp.bind.parse().expect("validated");
@@ -280,6 +281,7 @@ impl CallActor {
                 caller_name,
                 sdp_offer: offer.to_sdp(),
                 ring_timeout: Duration::from_secs(settings.sip.ring_timeout_seconds.into()),
+                headers,
             };
             let (progress_tx, mut progress) = mpsc::channel(16);
             let progress_me = me.clone();
@@ -326,6 +328,23 @@ impl CallActor {
                 _ = &mut stop => answered.hangup().await,
             }
         });
+    }
+
+    /// What travels with the INVITE for a PBX or phone to show or route on: the call, the
+    /// business number, and the call-button and deep-link payloads the user's tap carried.
+    fn invite_headers(&self) -> Vec<(String, String)> {
+        let c = &self.connect;
+        let mut headers = vec![
+            ("X-WhatsApp-Call-Id".to_owned(), c.call_id.to_string()),
+            ("X-WhatsApp-Business-Number".to_owned(), self.number.display_number.clone()),
+        ];
+        let optional = [("X-WhatsApp-Deeplink-Payload", &c.deeplink_payload), ("X-WhatsApp-CTA-Payload", &c.cta_payload)];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                headers.push((name.to_owned(), v.clone()));
+            }
+        }
+        headers
     }
 
     fn finish(&mut self, summary: Summary, ctx: &mut Context<Self>) {

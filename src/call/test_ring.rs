@@ -139,6 +139,7 @@ pub async fn run(sip: &SipStack, ports: &PortPool, request: RingRequest) -> Resu
                 caller_name: Some("whatsip test".into()),
                 sdp_offer: offer.to_sdp(),
                 ring_timeout,
+                headers: Vec::new(),
             },
             Some(progress),
         )

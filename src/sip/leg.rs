@@ -118,6 +118,9 @@ pub struct DialRequest {
     pub caller_name: Option<String>,
     pub sdp_offer: String,
     pub ring_timeout: Duration,
+    /// Extra INVITE headers (`X-WhatsApp-...`) a phone or PBX may show or route on. Values
+    /// are cleaned of control characters: they may carry text from outside (Meta, the user).
+    pub headers: Vec<(String, String)>,
 }
 
 /// An answered leg: the INVITE session and the audio it agreed on.
@@ -219,6 +222,12 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (events_tx, mut events) = mpsc::channel(16);
     let offer: Arc<str> = request.sdp_offer.clone().into();
+    let headers: Arc<[(String, String)]> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| is_token(name))
+        .map(|(name, value)| (name.clone(), header_value(value)))
+        .collect();
     let fork_count = forks.len();
     for (uri, auth) in forks {
         let fork = Fork {
@@ -228,6 +237,7 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
             uri,
             auth,
             offer: offer.clone(),
+            headers: headers.clone(),
             cancel: cancel_rx.clone(),
             events: events_tx.clone(),
         };
@@ -368,6 +378,7 @@ struct Fork {
     uri: SipUri,
     auth: Option<DigestAuthenticator>,
     offer: Arc<str>,
+    headers: Arc<[(String, String)]>,
     cancel: watch::Receiver<bool>,
     events: mpsc::Sender<ForkEvent>,
 }
@@ -481,6 +492,9 @@ impl Fork {
     }
 
     fn attach_offer(&self, invite: &mut Request) {
+        for (name, value) in self.headers.iter() {
+            invite.headers.insert(Name::unknown(bytesstr::BytesStr::from(name.as_str())), value.as_str());
+        }
         invite.headers.insert(Name::CONTENT_TYPE, "application/sdp");
         invite.body = self.offer.to_string().into();
     }
@@ -618,6 +632,16 @@ fn build_cancel(invite: &OutgoingRequest) -> OutgoingRequest {
     }
 }
 
+/// RFC 3261 §25.1 token: what a header name may be made of.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c))
+}
+
+/// A header value with control characters (CR, LF: header injection) turned into spaces.
+fn header_value(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_owned()
+}
+
 /// Resolves once the dialer asked the forks to stop (or went away).
 async fn cancelled(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|c| *c).await.is_ok();
@@ -647,6 +671,13 @@ mod tests {
 
     fn fin(code: u16) -> ForkEnd {
         ForkEnd::Final { code, reason: String::new() }
+    }
+
+    #[test]
+    fn extra_headers_cannot_inject_lines() {
+        assert_eq!(header_value("promo\r\nBYE sip:x SIP/2.0"), "promo  BYE sip:x SIP/2.0");
+        assert_eq!(header_value("  Grüße\t "), "Grüße");
+        assert!(is_token("X-WhatsApp-Call-Id") && !is_token("X-Bad Name") && !is_token("X:y") && !is_token(""));
     }
 
     #[test]
