@@ -296,3 +296,45 @@ async fn a_pbx_extension_gets_the_caller_and_the_payloads_and_its_busy_rejects_t
     assert_eq!((record["outcome"].as_str(), record["reason"].as_str()), (Some("rejected"), Some("busy")), "{record}");
     assert!(sandbox.violations().is_empty(), "{:?}", sandbox.violations());
 }
+
+/// The same answered call with aiortc (a WebRTC stack we did not write) as the WhatsApp user:
+/// the sandbox still plays Meta's signalling, aiortc's offer goes in the connect webhook and
+/// our answer from `pre_accept` goes back to aiortc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_call_with_aiortc_as_the_whatsapp_user() {
+    let s = setup().await;
+    let mut desk = desk_phone(&s, AnswerMode::Auto).await;
+    let heard_by_user = s.dir.path().join("aiortc-heard.wav");
+    let mut user = common::meta_peer::MetaPeer::start();
+    user.send(serde_json::json!({"cmd": "offer", "tone_hz": USER_HZ, "record": heard_by_user})).await;
+    let offer = user.wait("offer", WAIT).await["sdp"].as_str().unwrap().to_string();
+
+    let call = s.sandbox.place_call_with_offer(call_spec("Grace"), &offer).await.expect("call placed");
+    let mut answer = None;
+    for _ in 0..200 {
+        answer = call.actions().into_iter().find(|a| a.succeeded() && a.sdp.is_some()).and_then(|a| a.sdp);
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = answer.unwrap_or_else(|| panic!("no pre_accept with our answer\n{}", s.gw.log_tail()));
+    user.send(serde_json::json!({"cmd": "answer", "sdp": answer})).await;
+    user.wait("connected", WAIT).await;
+    desk.wait_event("CALL_ESTABLISHED", WAIT).await.unwrap();
+    call.wait_for_state(CallState::Accepted, WAIT).await.expect("accepted");
+    // The WhatsApp client talks once the call is accepted.
+    user.send(serde_json::json!({"cmd": "unmute"})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    call.hang_up().await.expect("the user hangs up");
+    desk.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+    user.send(serde_json::json!({"cmd": "close"})).await;
+    user.wait("closed", WAIT).await;
+    let _ = user.child.wait().await;
+
+    assert_tone(&heard_by_user, PHONE_HZ);
+    assert_tone(&desk.received_wav().unwrap(), USER_HZ);
+    let record = last_call(&s.gw).await;
+    assert_eq!((record["outcome"].as_str(), record["ended_by"].as_str()), (Some("answered"), Some("caller")), "{record}");
+    assert!(s.sandbox.violations().is_empty(), "{:?}", s.sandbox.violations());
+}

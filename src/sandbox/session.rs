@@ -163,6 +163,18 @@ impl Sandbox {
     /// A WhatsApp user calls: makes the user's offer, registers the call with the Graph side,
     /// then delivers the signed connect webhook (§2.2). Returns once the gateway took it (200).
     pub async fn place_call(&self, spec: CallSpec) -> Result<SandboxCall, SandboxError> {
+        self.place(spec, None).await
+    }
+
+    /// The same, for a WhatsApp user whose WebRTC stack lives outside the sandbox (aiortc in
+    /// the tests): `offer` is that stack's SDP. The sandbox checks and records the business's
+    /// Graph requests as for any call; the answer is in [`SandboxCall::actions`], and applying
+    /// it, talking and listening are the outside stack's job.
+    pub async fn place_call_with_offer(&self, spec: CallSpec, offer: &str) -> Result<SandboxCall, SandboxError> {
+        self.place(spec, Some(offer)).await
+    }
+
+    async fn place(&self, spec: CallSpec, external_offer: Option<&str>) -> Result<SandboxCall, SandboxError> {
         let number = self
             .config
             .numbers
@@ -178,7 +190,13 @@ impl Sandbox {
             seed: spec.loss.seed,
             ..WaPeerConfig::default()
         };
-        let (peer, offer) = WaPeer::offer(peer_cfg).await?;
+        let (peer, offer) = match external_offer {
+            Some(offer) => (None, offer.to_owned()),
+            None => {
+                let (peer, offer) = WaPeer::offer(peer_cfg).await?;
+                (Some(peer), offer)
+            }
+        };
         let call_id = fresh_call_id();
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let (progress_tx, progress) = watch::channel(Progress::offered());
@@ -189,7 +207,9 @@ impl Sandbox {
             })
         };
         if let Err(e) = registered {
-            peer.close().await;
+            if let Some(peer) = peer {
+                peer.close().await;
+            }
             return Err(e.into());
         }
         let body = connect_body(&ConnectWebhook {
@@ -383,18 +403,18 @@ impl Driver {
         call_id: CallId,
         number: SandboxNumber,
         user: WaId,
-        peer: WaPeer,
+        peer: Option<WaPeer>,
         meta: Arc<MetaState>,
         webhooks: WebhookSender,
         events: mpsc::UnboundedSender<SandboxEvent>,
     ) -> Driver {
-        let elapsed = peer.elapsed();
+        let elapsed = peer.as_ref().map_or(Duration::ZERO, WaPeer::elapsed);
         let peer_epoch = Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now);
         Driver {
             call_id,
             number,
             user,
-            peer: Some(peer),
+            peer,
             peer_epoch,
             accepted_at: None,
             final_report: None,
