@@ -241,6 +241,23 @@ async fn run_phone(
 
 /// Panics with the numbers unless the dominant frequency is `hz` (within 1 %) above -30 dBFS;
 /// the tones are sent at about -13 dBFS.
+/// What the WhatsApp user says in these tests.
+fn wa_tone() -> AudioSource {
+    AudioSource::Tone {
+        hz: WA_HZ,
+        amplitude: 0.3,
+    }
+}
+
+fn assert_no_media_timeout(events: &[BridgeEvent]) {
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, BridgeEvent::MediaTimeout { .. })),
+        "{events:?}"
+    );
+}
+
 fn assert_tone(what: &str, pcm: &[i16], rate: u32, hz: f32) {
     let (got, dbfs) = dominant_frequency(pcm, rate, 100.0, 3800.0)
         .unwrap_or_else(|| panic!("{what}: no tone in {} samples", pcm.len()));
@@ -293,10 +310,7 @@ async fn tones_survive_random_loss_both_ways() {
     let _turn = SERIAL.lock().await;
     init_tracing();
     let peer_cfg = WaPeerConfig {
-        source: AudioSource::Tone {
-            hz: WA_HZ,
-            amplitude: 0.3,
-        },
+        source: wa_tone(),
         send_loss: 0.10,
         // The bridge's packets to WhatsApp cross the same bad network.
         receive_loss: 0.05,
@@ -405,12 +419,7 @@ async fn tones_survive_random_loss_both_ways() {
         report.heard.rate,
         PHONE_HZ,
     );
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, BridgeEvent::MediaTimeout { .. })),
-        "{events:?}"
-    );
+    assert_no_media_timeout(&events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,10 +427,7 @@ async fn a_silent_phone_leaves_whatsapp_comfort_noise_and_nothing_before_accept(
     let _turn = SERIAL.lock().await;
     init_tracing();
     let peer_cfg = WaPeerConfig {
-        source: AudioSource::Tone {
-            hz: WA_HZ,
-            amplitude: 0.3,
-        },
+        source: wa_tone(),
         ..WaPeerConfig::default()
     };
     // Defaults throughout: the phone timeout (30 s) is far longer than its 3 s of silence.
@@ -532,12 +538,7 @@ async fn a_silent_phone_leaves_whatsapp_comfort_noise_and_nothing_before_accept(
     // The phone heard WhatsApp throughout, and nobody timed out.
     let tone = &heard_at_phone.pcm[heard_at_phone.pcm.len().saturating_sub(8000 * 2)..];
     assert_tone("phone heard WhatsApp", tone, 8000, WA_HZ);
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, BridgeEvent::MediaTimeout { .. })),
-        "{events:?}"
-    );
+    assert_no_media_timeout(&events);
     assert!(stats.wa_rtcp_keepalives_sent >= 2, "{stats:?}");
 }
 
@@ -546,10 +547,7 @@ async fn whatsapp_going_quiet_is_reported_while_the_phone_still_gets_packets() {
     let _turn = SERIAL.lock().await;
     init_tracing();
     let peer_cfg = WaPeerConfig {
-        source: AudioSource::Tone {
-            hz: WA_HZ,
-            amplitude: 0.3,
-        },
+        source: wa_tone(),
         ..WaPeerConfig::default()
     };
     let mut settings = BridgeSettings::default();
@@ -565,12 +563,7 @@ async fn whatsapp_going_quiet_is_reported_while_the_phone_still_gets_packets() {
     sleep(Duration::from_secs(2)).await;
     let mut events = Vec::new();
     bridge_events(&mut bridge, &mut events);
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, BridgeEvent::MediaTimeout { .. })),
-        "{events:?}"
-    );
+    assert_no_media_timeout(&events);
 
     // Quiet: reported once, no sooner than the timeout after the last packet.
     peer.mute().unwrap();

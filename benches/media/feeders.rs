@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
 use whatsip::media::rtp_header::{self, RtpHeader};
 use whatsip::media::transcode::G711_FRAME;
+use whatsip::sandbox::wa_peer::RawSender;
 
 use crate::arrivals::{Arrivals, WINDOW};
-use crate::fake_meta;
 
 /// Feeders send in 1 ms slots: call i in slot i % 20.
 pub const SLOTS: usize = 20;
@@ -92,8 +90,7 @@ pub async fn phone_receiver(
 }
 
 pub struct MetaFeed {
-    pub track: Arc<TrackLocalStaticRTP>,
-    pub ssrc: u32,
+    pub sender: RawSender,
     pub slot: usize,
     pub seq: u16,
     pub ts: u32,
@@ -114,8 +111,8 @@ pub async fn meta_sender(
         note_late(&late_us, due);
         for f in metas.iter_mut().filter(|f| f.slot == m % SLOTS) {
             let payload = packets[f.packet % packets.len()].clone();
-            let packet = fake_meta::packet(f.ssrc, f.seq, f.ts, f.seq == 0, payload);
-            if f.track.write_rtp(packet).await.is_err() {
+            let sent = f.sender.send_opus(f.seq, f.ts, f.seq == 0, payload).await;
+            if sent.is_err() {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
             f.seq = f.seq.wrapping_add(1);

@@ -41,7 +41,6 @@ mod common;
 mod arrivals;
 mod calls;
 mod cpu;
-mod fake_meta;
 mod feeders;
 mod profile;
 mod steps;

@@ -303,18 +303,23 @@ fn phone_rtp(frames: &[[u8; G711_FRAME]]) -> Vec<Bytes> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let h = RtpHeader {
-                marker: false,
-                payload_type: 0,
-                sequence: i as u16,
-                timestamp: (i as u32).wrapping_mul(160),
-                ssrc: 0x5EED_0002,
-            };
+            let h = pcmu_header(i, 0x5EED_0002);
             let mut buf = vec![0u8; 12 + G711_FRAME];
             rtp_header::write_packet(&h, f, &mut buf).unwrap();
             Bytes::from(buf)
         })
         .collect()
+}
+
+/// The header of µ-law frame `i` of a stream (PT 0, 160 samples a frame).
+fn pcmu_header(i: usize, ssrc: u32) -> RtpHeader {
+    RtpHeader {
+        marker: false,
+        payload_type: 0,
+        sequence: i as u16,
+        timestamp: (i as u32).wrapping_mul(160),
+        ssrc,
+    }
 }
 
 fn header_parse_cost(packets: &[Bytes], runs: usize) -> Stat {
@@ -347,13 +352,7 @@ fn header_write_cost(runs: usize) -> Stat {
         let mut batch = Vec::with_capacity(1);
         time(&mut batch, true, || {
             for i in 0..BATCH {
-                let h = RtpHeader {
-                    marker: false,
-                    payload_type: 0,
-                    sequence: i as u16,
-                    timestamp: (i as u32).wrapping_mul(160),
-                    ssrc: 0x5EED_0003,
-                };
+                let h = pcmu_header(i, 0x5EED_0003);
                 h.write(std::hint::black_box(&mut out[..])).unwrap();
             }
         });

@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::runtime::{Handle, Runtime};
+use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
-use webrtc::media_stream::track_local::TrackLocal;
 use whatsip::media::webrtc_leg::{answer_offer, WebRtcConfig, WebRtcEvent, WebRtcLeg};
+use whatsip::sandbox::wa_peer::{RawPeer, WaPeerEvent};
 
 use crate::arrivals::Arrivals;
 use crate::common::Stat;
 use crate::cpu::{self, Snapshot, Split};
-use crate::fake_meta::{self, FakeMeta};
 use crate::Speech;
 
 const SPACING: Duration = Duration::from_millis(1);
@@ -94,7 +94,7 @@ pub fn run(speech: &Speech, run_for: Duration) -> WebRtcCost {
             .expect("leg and fake Meta connect");
         println!(
             "SRTP profile negotiated between the two webrtc-rs peers: {}",
-            meta.srtp_cipher().await
+            srtp_cipher(&meta).await
         );
         // DTLS done; let the first RTCP and ICE consent checks pass.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -160,15 +160,19 @@ pub fn run(speech: &Speech, run_for: Duration) -> WebRtcCost {
         );
 
         // Meta sends, our leg receives.
-        let (track, ssrc) = (meta.track.clone(), meta.ssrc);
+        let meta_out = meta.sender().clone();
         let meta_packets: Vec<Bytes> =
             speech.meta_packets.iter().map(|p| Bytes::from(p.clone())).collect();
         let sender = feed.spawn(paced(run_for, move |i| {
             let payload = meta_packets[i % meta_packets.len()].clone();
             let ts = (i as u32).wrapping_mul(960);
-            let packet = fake_meta::packet(ssrc, i as u16, ts, i == 0, payload);
-            let track = track.clone();
-            async move { track.write_rtp(packet).await.expect("fake Meta sends") }
+            let meta_out = meta_out.clone();
+            async move {
+                meta_out
+                    .send_opus(i as u16, ts, i == 0, payload)
+                    .await
+                    .expect("fake Meta sends")
+            }
         }));
         let receiver = gw.spawn(async move {
             let mut leg = leg;
@@ -179,11 +183,7 @@ pub fn run(speech: &Speech, run_for: Duration) -> WebRtcCost {
             }
             (leg, got)
         });
-        let (split, (sent, (leg, got))) = measure(async {
-            let sent = sender.await.expect("sender");
-            (sent, receiver.await.expect("receiver"))
-        })
-        .await;
+        let (split, (sent, (leg, got))) = measure_tasks(sender, receiver).await;
         let receive_us = net_per(split.gateway, rest.gateway, split.wall, got);
         row(
             "receive: UDP, SRTP, interceptors, track, incoming channel, reader / peer sends",
@@ -226,7 +226,7 @@ pub async fn connect_pair(
     feed: &Handle,
     heard: Arc<Mutex<Arrivals>>,
     port_min: u16,
-) -> Result<(WebRtcLeg, FakeMeta), String> {
+) -> Result<(WebRtcLeg, RawPeer), String> {
     let (leg, meta) = answer_pair(gw, feed, heard, port_min).await?;
     let mut leg = leg;
     match tokio::time::timeout(STEP, leg.events().recv()).await {
@@ -241,13 +241,19 @@ pub async fn answer_pair(
     feed: &Handle,
     heard: Arc<Mutex<Arrivals>>,
     port_min: u16,
-) -> Result<(WebRtcLeg, FakeMeta), String> {
-    let ssrc = rand::random::<u32>();
-    let meta = feed
-        .spawn(FakeMeta::new(ssrc, heard))
+) -> Result<(WebRtcLeg, RawPeer), String> {
+    // What the fake Meta hears is only counted and time-stamped, never decoded.
+    let on_rtp = move |at, packet: rtc::rtp::Packet| {
+        heard
+            .lock()
+            .expect("unpoisoned")
+            .record(at, packet.header.timestamp);
+    };
+    let (meta, offer) = feed
+        .spawn(RawPeer::offer(IpAddr::V4(Ipv4Addr::LOCALHOST), on_rtp))
         .await
+        .map_err(|e| format!("fake Meta task: {e}"))?
         .map_err(|e| format!("fake Meta: {e}"))?;
-    let offer = meta.offer.clone();
     let config = leg_config(port_min, port_min + 19_999);
     let (leg, answer) = gw
         .spawn(async move { answer_offer(&offer, &config).await })
@@ -257,11 +263,39 @@ pub async fn answer_pair(
     let meta = feed
         .spawn(async move {
             let mut meta = meta;
-            meta.connect(answer, STEP).await.map(|()| meta)
+            connect(&mut meta, &answer).await.map(|()| meta)
         })
         .await
         .map_err(|e| format!("connect task: {e}"))??;
     Ok((leg, meta))
+}
+
+/// Gives the fake Meta our answer and waits until ICE and DTLS are up.
+async fn connect(meta: &mut RawPeer, answer: &str) -> Result<(), String> {
+    meta.accept_answer(answer)
+        .await
+        .map_err(|e| format!("fake Meta refused our answer: {e}"))?;
+    match meta.settled(STEP).await {
+        Ok(WaPeerEvent::Connected) => Ok(()),
+        Ok(e) => Err(format!("fake Meta {e:?}")),
+        Err(e) => Err(format!("fake Meta not connected: {e}")),
+    }
+}
+
+/// The SRTP protection profile DTLS settled on, from the fake Meta's stats.
+pub async fn srtp_cipher(meta: &RawPeer) -> String {
+    meta.srtp_cipher().await.unwrap_or_else(|| "unknown".into())
+}
+
+/// The fake Meta's connection events since the last look that mean the call is broken.
+pub fn failures(meta: &mut RawPeer) -> Vec<WaPeerEvent> {
+    let mut bad = Vec::new();
+    while let Ok(e) = meta.events().try_recv() {
+        if matches!(e, WaPeerEvent::Failed(_) | WaPeerEvent::Closed) {
+            bad.push(e);
+        }
+    }
+    bad
 }
 
 /// Runs `f(i)` every [`SPACING`] for `run_for`; returns how many ran.
@@ -284,6 +318,15 @@ async fn measure<T>(f: impl Future<Output = T>) -> (Split, T) {
     let before = Snapshot::take();
     let out = f.await;
     (Snapshot::take().since(&before), out)
+}
+
+/// [`measure`] over two tasks already spawned, until both have ended.
+async fn measure_tasks<A, B>(sender: JoinHandle<A>, receiver: JoinHandle<B>) -> (Split, (A, B)) {
+    measure(async {
+        let sent = sender.await.expect("sender");
+        (sent, receiver.await.expect("receiver"))
+    })
+    .await
 }
 
 async fn plain_udp(
@@ -330,11 +373,7 @@ async fn plain_udp(
         }
     }));
     let reader = gw.spawn(count_datagrams(gw_sock.clone(), run_for + TAIL));
-    let (split, (sent, got)) = measure(async {
-        let sent = feeder.await.expect("feeder");
-        (sent, reader.await.expect("reader"))
-    })
-    .await;
+    let (split, (sent, got)) = measure_tasks(feeder, reader).await;
     let receive_us = net_per(split.gateway, rest.gateway, split.wall, got);
     row(
         "plain RTP: recv_from / timer, send_to",

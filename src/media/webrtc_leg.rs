@@ -237,12 +237,12 @@ impl LegParts {
     ) -> Result<(LegParts, oneshot::Receiver<()>), WebRtcError> {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (incoming_tx, incoming) = mpsc::channel(INCOMING_QUEUE);
-        let (gathered_tx, gathered) = oneshot::channel();
+        let (gathered_signal, gathered) = GatherSignal::new();
         let dropped_incoming = Arc::new(AtomicU64::new(0));
         let handler = Arc::new(Handler {
             events: events_tx,
             incoming: incoming_tx,
-            gathered: std::sync::Mutex::new(Some(gathered_tx)),
+            gathered: gathered_signal,
             dropped_incoming: dropped_incoming.clone(),
             ice_connected: AtomicBool::new(false),
         });
@@ -586,7 +586,13 @@ fn media_engine_codecs(opus_pt: u8, dtmf_pt: Option<u8>) -> Vec<RTCRtpCodecParam
         rtp_codec: opus_codec(),
         payload_type: opus_pt,
     };
-    let dtmf = dtmf_pt.map(|pt| RTCRtpCodecParameters {
+    let dtmf = dtmf_pt.map(telephone_event_params);
+    std::iter::once(opus).chain(dtmf).collect()
+}
+
+/// telephone-event/8000 at `pt`, no fmtp: what Meta offers and takes (§5.3).
+pub(crate) fn telephone_event_params(pt: u8) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
             mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
             clock_rate: DTMF_CLOCK,
@@ -595,15 +601,35 @@ fn media_engine_codecs(opus_pt: u8, dtmf_pt: Option<u8>) -> Vec<RTCRtpCodecParam
             rtcp_feedback: vec![],
         },
         payload_type: pt,
-    });
-    std::iter::once(opus).chain(dtmf).collect()
+    }
+}
+
+/// Tells, once, that ICE gathering is complete: the SDP is then whole (no trickle, §2.3).
+/// A webrtc-rs handler holds it and calls [`GatherSignal::on_state`] from
+/// `on_ice_gathering_state_change`.
+pub(crate) struct GatherSignal(std::sync::Mutex<Option<oneshot::Sender<()>>>);
+
+impl GatherSignal {
+    pub(crate) fn new() -> (GatherSignal, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (GatherSignal(std::sync::Mutex::new(Some(tx))), rx)
+    }
+
+    pub(crate) fn on_state(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            // Poisoning cannot happen: nothing panics while holding this lock.
+            if let Some(tx) = self.0.lock().expect("unpoisoned").take() {
+                let _ = tx.send(());
+            }
+        }
+    }
 }
 
 /// webrtc-rs reports through this object's callbacks; it only forwards into our channels.
 struct Handler {
     events: mpsc::Sender<WebRtcEvent>,
     incoming: mpsc::Sender<IncomingRtp>,
-    gathered: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    gathered: GatherSignal,
     dropped_incoming: Arc<AtomicU64>,
     /// ICE reached connected at least once: a later failure is DTLS's or lost consent.
     ice_connected: AtomicBool,
@@ -612,12 +638,7 @@ struct Handler {
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            // Poisoning cannot happen: nothing panics while holding this lock.
-            if let Some(tx) = self.gathered.lock().expect("unpoisoned").take() {
-                let _ = tx.send(());
-            }
-        }
+        self.gathered.on_state(state);
     }
 
     async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {

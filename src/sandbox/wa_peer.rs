@@ -12,10 +12,12 @@
 //!
 //! The logic lives in plain parts next to this shell: SDP shaping (`sdp`), the frame source
 //! (`source`), the receiving decoder and log (`receiver`) and the loss model (`loss`); the
-//! per-call task that drives them is `media`.
+//! per-call task that drives them is `media`. [`RawPeer`] (`raw`) is the same peer without
+//! that task, for load that sends pre-encoded Opus and only counts what it hears.
 
 mod loss;
 mod media;
+mod raw;
 mod receiver;
 mod rtcp_count;
 mod sdp;
@@ -26,10 +28,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_TELEPHONE_EVENT,
+    MediaEngine, MIME_TYPE_OPUS,
 };
 use rtc::peer_connection::transport::{RTCDtlsRole, RTCDtlsTransportState, RTCIceRole};
 use rtc::rtp;
@@ -51,7 +54,9 @@ use webrtc::peer_connection::{
 use crate::media::dtmf::digit_to_event;
 use crate::media::opus::OpusError;
 use crate::media::wa_sdp::{parse_meta_offer, WaSdpError};
+use crate::media::webrtc_leg::{telephone_event_params, GatherSignal};
 
+pub use raw::{RawPeer, RawSender};
 pub use receiver::{Arrival, Heard, PacketKind};
 pub use sdp::{ShapeError, META_OPUS_FMTP};
 pub use source::AudioSource;
@@ -204,30 +209,18 @@ impl WaPeer {
     /// Meta's connect webhook (§2.2, §5.1). Give the business's answer to
     /// [`WaPeer::accept_answer`].
     pub async fn offer(cfg: WaPeerConfig) -> Result<(WaPeer, String), WaPeerError> {
-        let mut parts = Parts::build(&cfg, OPUS_PT, META_OPUS_FMTP, Some(DTMF_PT), false).await?;
-        let made = async {
-            parts.pc.add_track(parts.track.clone()).await?;
-            // add_track narrows the transceiver to the track's one codec; Meta offers
-            // telephone-event too.
-            let transceivers = parts.pc.get_transceivers().await;
-            if let Some(t) = transceivers.first() {
-                let opus = opus_params(OPUS_PT, META_OPUS_FMTP);
-                t.set_codec_preferences(vec![opus, dtmf_params(DTMF_PT)])
-                    .await?;
-            }
-            let offer = parts.pc.create_offer(None).await?;
-            parts.pc.set_local_description(offer).await?;
-            let stack = parts.gathered_sdp().await?;
-            Ok::<_, WaPeerError>(sdp::shape(
-                &stack,
-                Shape::Offer {
-                    opus_pt: OPUS_PT,
-                    dtmf_pt: DTMF_PT,
-                },
-            )?)
-        }
-        .await;
-        parts.finish(&cfg, made, true).await
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let mut parts = Parts::build(
+            cfg.bind_ip,
+            OPUS_PT,
+            META_OPUS_FMTP,
+            Some(DTMF_PT),
+            false,
+            forward_to(incoming_tx),
+        )
+        .await?;
+        let made = parts.make_offer().await;
+        parts.finish(&cfg, incoming, made, true).await
     }
 
     /// Takes the business's answer to our offer (what pre_accept or accept carries, §1.2).
@@ -235,11 +228,7 @@ impl WaPeer {
         if !self.offerer {
             return Err(WaPeerError::NotOfferer);
         }
-        let mut answer = RTCSessionDescription::default();
-        answer.sdp_type = RTCSdpType::Answer;
-        answer.sdp = answer_sdp.to_owned();
-        self.pc.set_remote_description(answer).await?;
-        Ok(())
+        set_remote_answer(&*self.pc, answer_sdp).await
     }
 
     /// The business calls a user: answers its offer as Meta does (§2.3, §5.1): ICE-lite, DTLS
@@ -263,7 +252,16 @@ impl WaPeer {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(";");
-        let mut parts = Parts::build(&cfg, offer.opus.pt, &fmtp, dtmf_pt, true).await?;
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let mut parts = Parts::build(
+            cfg.bind_ip,
+            offer.opus.pt,
+            &fmtp,
+            dtmf_pt,
+            true,
+            forward_to(incoming_tx),
+        )
+        .await?;
         let made = async {
             let mut remote = RTCSessionDescription::default();
             remote.sdp_type = RTCSdpType::Offer;
@@ -278,7 +276,7 @@ impl WaPeer {
             Ok::<_, WaPeerError>(sdp::shape(&stack, Shape::Answer)?)
         }
         .await;
-        parts.finish(&cfg, made, false).await
+        parts.finish(&cfg, incoming, made, false).await
     }
 
     /// The user picks up (or starts talking): frames flow from the next tick.
@@ -323,17 +321,9 @@ impl WaPeer {
     pub async fn wait_for(
         &mut self,
         limit: Duration,
-        mut want: impl FnMut(&WaPeerEvent) -> bool,
+        want: impl FnMut(&WaPeerEvent) -> bool,
     ) -> Result<WaPeerEvent, WaPeerError> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(e)) if want(&e) => return Ok(e),
-                Ok(Some(e)) => tracing::debug!(event = ?e, "sandbox peer: event skipped"),
-                Ok(None) => return Err(WaPeerError::Stopped),
-                Err(_) => return Err(WaPeerError::EventTimeout(limit)),
-            }
-        }
+        wait_for_event(&mut self.events, limit, want).await
     }
 
     /// Time since the peer was made: the clock of [`Arrival::at`].
@@ -390,22 +380,27 @@ struct Parts {
     gathered: Option<oneshot::Receiver<()>>,
     events_tx: mpsc::UnboundedSender<WaPeerEvent>,
     events: mpsc::UnboundedReceiver<WaPeerEvent>,
-    incoming: mpsc::UnboundedReceiver<(Instant, rtp::Packet)>,
     rtcp_seen: Arc<AtomicU64>,
 }
 
 impl Parts {
-    async fn build(
-        cfg: &WaPeerConfig,
+    /// `on_rtp` gets every RTP packet of the remote track with its arrival time; once it
+    /// returns `false` that track is no longer read.
+    async fn build<F>(
+        bind_ip: IpAddr,
         opus_pt: u8,
         opus_fmtp: &str,
         dtmf_pt: Option<u8>,
         answering: bool,
-    ) -> Result<Parts, WaPeerError> {
+        on_rtp: F,
+    ) -> Result<Parts, WaPeerError>
+    where
+        F: Fn(Instant, rtp::Packet) -> bool + Send + Sync + 'static,
+    {
         let mut engine = MediaEngine::default();
         engine.register_codec(opus_params(opus_pt, opus_fmtp), RtpCodecKind::Audio)?;
         if let Some(pt) = dtmf_pt {
-            engine.register_codec(dtmf_params(pt), RtpCodecKind::Audio)?;
+            engine.register_codec(telephone_event_params(pt), RtpCodecKind::Audio)?;
         }
         let rtcp_seen = Arc::new(AtomicU64::new(0));
         // The wire-most slot: every inbound compound passes it before anything can consume
@@ -416,20 +411,17 @@ impl Parts {
             // §5.1: Meta is ICE-lite; the business runs full ICE and controls.
             .with_lite(true)
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-            .with_include_loopback_candidate(cfg.bind_ip.is_loopback());
+            .with_include_loopback_candidate(bind_ip.is_loopback());
         if answering {
             // §5.1: Meta answers a business offer with a=setup:active.
             settings = settings.with_answering_dtls_role(RTCDtlsRole::Client);
         }
         let (events_tx, events) = mpsc::unbounded_channel();
-        // Unbounded: the peer must lose packets only where its loss model says so; a test
-        // reads its record at the end, and a call's worth of 20 ms packets is small.
-        let (incoming_tx, incoming) = mpsc::unbounded_channel();
-        let (gathered_tx, gathered) = oneshot::channel();
+        let (gathered_signal, gathered) = GatherSignal::new();
         let handler = Arc::new(Handler {
             events: events_tx.clone(),
-            incoming: incoming_tx,
-            gathered: std::sync::Mutex::new(Some(gathered_tx)),
+            on_rtp: Arc::new(on_rtp),
+            gathered: gathered_signal,
         });
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -437,7 +429,7 @@ impl Parts {
             .with_interceptor_registry(registry)
             .with_setting_engine(settings.build())
             .with_handler(handler)
-            .with_udp_addrs(vec![SocketAddr::new(cfg.bind_ip, 0)])
+            .with_udp_addrs(vec![SocketAddr::new(bind_ip, 0)])
             .build()
             .await?;
         let ssrc = rand::random::<u32>();
@@ -465,9 +457,32 @@ impl Parts {
             gathered: Some(gathered),
             events_tx,
             events,
-            incoming,
             rtcp_seen,
         })
+    }
+
+    /// Offers as a WhatsApp user calling a business does (§2.2, §5.1): Opus and
+    /// telephone-event at Meta's payload types, the SDP shaped like Meta's.
+    async fn make_offer(&mut self) -> Result<String, WaPeerError> {
+        self.pc.add_track(self.track.clone()).await?;
+        // add_track narrows the transceiver to the track's one codec; Meta offers
+        // telephone-event too.
+        let transceivers = self.pc.get_transceivers().await;
+        if let Some(t) = transceivers.first() {
+            let opus = opus_params(OPUS_PT, META_OPUS_FMTP);
+            t.set_codec_preferences(vec![opus, telephone_event_params(DTMF_PT)])
+                .await?;
+        }
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        let stack = self.gathered_sdp().await?;
+        Ok(sdp::shape(
+            &stack,
+            Shape::Offer {
+                opus_pt: OPUS_PT,
+                dtmf_pt: DTMF_PT,
+            },
+        )?)
     }
 
     /// Not trickle: Meta's SDP travels whole in one webhook (§2.2, §2.3).
@@ -490,6 +505,7 @@ impl Parts {
     async fn finish(
         self,
         cfg: &WaPeerConfig,
+        incoming: mpsc::UnboundedReceiver<(Instant, rtp::Packet)>,
         made: Result<String, WaPeerError>,
         offerer: bool,
     ) -> Result<(WaPeer, String), WaPeerError> {
@@ -502,7 +518,7 @@ impl Parts {
         };
         let (sdp, media) = sdp;
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(media.run(self.incoming, commands_rx));
+        let task = tokio::spawn(media.run(incoming, commands_rx));
         let peer = WaPeer {
             pc: self.pc,
             commands,
@@ -513,6 +529,52 @@ impl Parts {
             has_dtmf: self.dtmf_pt.is_some(),
         };
         Ok((peer, sdp))
+    }
+}
+
+async fn set_remote_answer(pc: &dyn PeerConnection, answer_sdp: &str) -> Result<(), WaPeerError> {
+    let mut answer = RTCSessionDescription::default();
+    answer.sdp_type = RTCSdpType::Answer;
+    answer.sdp = answer_sdp.to_owned();
+    pc.set_remote_description(answer).await?;
+    Ok(())
+}
+
+async fn wait_for_event(
+    events: &mut mpsc::UnboundedReceiver<WaPeerEvent>,
+    limit: Duration,
+    mut want: impl FnMut(&WaPeerEvent) -> bool,
+) -> Result<WaPeerEvent, WaPeerError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(e)) if want(&e) => return Ok(e),
+            Ok(Some(e)) => tracing::debug!(event = ?e, "sandbox peer: event skipped"),
+            Ok(None) => return Err(WaPeerError::Stopped),
+            Err(_) => return Err(WaPeerError::EventTimeout(limit)),
+        }
+    }
+}
+
+fn rtp_packet(
+    ssrc: u32,
+    payload_type: u8,
+    sequence: u16,
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+) -> rtp::Packet {
+    rtp::Packet {
+        header: rtp::header::Header {
+            version: 2,
+            marker,
+            payload_type,
+            sequence_number: sequence,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        },
+        payload,
     }
 }
 
@@ -535,35 +597,29 @@ fn opus_params(pt: u8, fmtp: &str) -> RTCRtpCodecParameters {
     }
 }
 
-fn dtmf_params(pt: u8) -> RTCRtpCodecParameters {
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: MIME_TYPE_TELEPHONE_EVENT.to_owned(),
-            clock_rate: DTMF_CLOCK,
-            channels: 0,
-            sdp_fmtp_line: String::new(),
-            rtcp_feedback: vec![],
-        },
-        payload_type: pt,
-    }
+/// The media task's inlet. Unbounded: the peer must lose packets only where its loss model
+/// says so; a test reads its record at the end, and a call's worth of 20 ms packets is small.
+fn forward_to(
+    incoming: mpsc::UnboundedSender<(Instant, rtp::Packet)>,
+) -> impl Fn(Instant, rtp::Packet) -> bool + Send + Sync + 'static {
+    move |at, packet| incoming.send((at, packet)).is_ok()
 }
 
-/// webrtc-rs reports through this object's callbacks; it only forwards into channels.
-struct Handler {
+/// webrtc-rs reports through this object's callbacks; it only forwards into channels (and
+/// RTP into `on_rtp`).
+struct Handler<F> {
     events: mpsc::UnboundedSender<WaPeerEvent>,
-    incoming: mpsc::UnboundedSender<(Instant, rtp::Packet)>,
-    gathered: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    on_rtp: Arc<F>,
+    gathered: GatherSignal,
 }
 
 #[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
+impl<F> PeerConnectionEventHandler for Handler<F>
+where
+    F: Fn(Instant, rtp::Packet) -> bool + Send + Sync + 'static,
+{
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            // Poisoning cannot happen: nothing panics while holding this lock.
-            if let Some(tx) = self.gathered.lock().expect("unpoisoned").take() {
-                let _ = tx.send(());
-            }
-        }
+        self.gathered.on_state(state);
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
@@ -581,13 +637,13 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let incoming = self.incoming.clone();
+        let on_rtp = self.on_rtp.clone();
         // One reader per remote track; the business sends one (§5.2: single SSRC). Arrival
         // is stamped here, the closest the application gets to the socket.
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                    if incoming.send((Instant::now(), packet)).is_err() {
+                    if !on_rtp(Instant::now(), packet) {
                         break;
                     }
                 }

@@ -14,7 +14,7 @@
 
 use super::codes::ErrorCode;
 use super::event::Sdp;
-use super::model::{lenient_i64, lenient_string};
+use super::model::{lenient_i64, lenient_string, RawErrorData};
 use crate::config::Settings;
 use crate::ids::{CallId, PhoneNumberId, WaId};
 use serde::{Deserialize, Serialize};
@@ -475,12 +475,6 @@ struct RawGraphError {
     fbtrace_id: Option<String>,
     #[serde(default)]
     error_data: Option<RawErrorData>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawErrorData {
-    #[serde(default, deserialize_with = "lenient_string")]
-    details: Option<String>,
 }
 
 #[cfg(test)]

@@ -444,10 +444,11 @@ struct RawError {
     error_data: Option<RawErrorData>,
 }
 
+/// `error_data` of an error object, in webhooks and in Graph API responses alike.
 #[derive(Debug, Deserialize)]
-struct RawErrorData {
+pub(crate) struct RawErrorData {
     #[serde(default, deserialize_with = "lenient_string")]
-    details: Option<String>,
+    pub(crate) details: Option<String>,
 }
 
 /// A string, or a number written as one (ids and phone numbers have come both ways).

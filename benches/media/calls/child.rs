@@ -17,15 +17,15 @@ use whatsip::media::bridge::{
 use whatsip::media::bridge_core::BridgeEvent;
 use whatsip::media::g711::G711;
 use whatsip::media::webrtc_leg::WebRtcLeg;
+use whatsip::sandbox::wa_peer::RawPeer;
 
 use super::{Phones, Plan};
 use crate::arrivals::{Arrivals, Lateness, WINDOW};
 use crate::cpu::{self, Snapshot, Split};
-use crate::fake_meta::FakeMeta;
 use crate::feeders::{
     meta_sender, phone_receiver, phone_sender, FakePhone, MetaFeed, SippEcho, SLOTS,
 };
-use crate::webrtc_cost::answer_pair;
+use crate::webrtc_cost::{answer_pair, failures, srtp_cipher};
 use crate::Speech;
 
 const TICK: Duration = Duration::from_millis(20);
@@ -41,7 +41,7 @@ const PROBLEMS_SHOWN: usize = 5;
 
 /// One call as the child holds it.
 struct Call {
-    meta: FakeMeta,
+    meta: RawPeer,
     leg: Option<WebRtcLeg>,
     heard_by_meta: Arc<Mutex<Arrivals>>,
     heard_by_phone: Arc<Mutex<Arrivals>>,
@@ -85,7 +85,7 @@ pub fn run(
         }
         eprintln!("[{label} {n}] {} connected in {setup_s:.1} s", calls.len());
         if let Some(c) = calls.first() {
-            println!("SRTP profile: {}", c.meta.srtp_cipher().await);
+            println!("SRTP profile: {}", srtp_cipher(&c.meta).await);
         }
 
         let sipp = match phones {
@@ -379,8 +379,7 @@ fn start_feeders(
         .iter()
         .enumerate()
         .map(|(i, c)| MetaFeed {
-            track: c.meta.track.clone(),
-            ssrc: c.meta.ssrc,
+            sender: c.meta.sender().clone(),
             slot: i % SLOTS,
             seq: 0,
             ts: 0,
@@ -476,7 +475,7 @@ impl Tally {
                     why.push(format!("{side} heard {got} of {:.0} frames", t.expected));
                 }
             }
-            let broken = call.meta.failures();
+            let broken = failures(&mut call.meta);
             if !broken.is_empty() {
                 why.push(format!("fake Meta saw {broken:?}"));
             }

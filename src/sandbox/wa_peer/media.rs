@@ -16,8 +16,8 @@ use super::loss::Loss;
 use super::receiver::{PacketKind, Receiver, RtpIn};
 use super::source::FrameSource;
 use super::{
-    Command, Parts, Sent, WaPeerConfig, WaPeerError, WaPeerEvent, WaPeerReport, DTMF_CLOCK, PTIME,
-    RECEIVE_SEED_SALT,
+    rtp_packet, Command, Parts, Sent, WaPeerConfig, WaPeerError, WaPeerEvent, WaPeerReport,
+    DTMF_CLOCK, PTIME, RECEIVE_SEED_SALT,
 };
 use crate::media::dtmf::{DtmfSender, DEFAULT_TONE_MS};
 use crate::media::opus::{frame_samples, OpusEncoder, MAX_PACKET, RTP_TIMESTAMP_STEP};
@@ -174,18 +174,14 @@ impl Media {
         if self.send_loss.drop_next() {
             return;
         }
-        let packet = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                marker,
-                payload_type,
-                sequence_number: sequence,
-                timestamp,
-                ssrc: self.ssrc,
-                ..Default::default()
-            },
-            payload: Bytes::copy_from_slice(payload),
-        };
+        let packet = rtp_packet(
+            self.ssrc,
+            payload_type,
+            sequence,
+            timestamp,
+            marker,
+            Bytes::copy_from_slice(payload),
+        );
         if let Err(e) = self.track.write_rtp(packet).await {
             self.sent.errors += 1;
             tracing::debug!(error = %e, "sandbox peer: RTP not sent");
