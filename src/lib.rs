@@ -7,6 +7,7 @@ pub mod config;
 pub mod ids;
 pub mod logging;
 pub mod media;
+pub mod routing;
 pub mod sandbox;
 pub mod serve;
 pub mod sip;
