@@ -222,6 +222,10 @@ pub struct WhatsAppSettings {
     pub webhook_tls_key: String,
     /// The business numbers whose calls whatsip takes.
     pub numbers: Vec<WhatsAppNumberSettings>,
+    /// How long a caller may ring before someone answers: Meta ends an unanswered call after
+    /// about 30–60 s (whatsapp-calling-api.md §8). `dialplan check` refuses a route that can
+    /// ring longer.
+    pub answer_window_seconds: u32,
 }
 
 /// One business phone number and where its calls ring (until dialplans exist).
@@ -374,6 +378,7 @@ impl Default for WhatsAppSettings {
             webhook_tls_cert: String::new(),
             webhook_tls_key: String::new(),
             numbers: Vec::new(),
+            answer_window_seconds: 30,
         }
     }
 }
@@ -629,6 +634,7 @@ impl Settings {
             v.fail("whatsapp.webhook_path", &w.webhook_path, "a URL path starting with /, without ? # % or spaces");
         }
         v.optional_addr("whatsapp.webhook_listen", &w.webhook_listen);
+        v.range("whatsapp.answer_window_seconds", w.answer_window_seconds, 5, 60);
         let tls = !w.webhook_tls_cert.is_empty() || !w.webhook_tls_key.is_empty();
         if tls {
             v.readable_file("whatsapp.webhook_tls_cert", &w.webhook_tls_cert, "whatsapp.webhook_tls_key");

@@ -74,11 +74,27 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Dialplans: which ring group answers which WhatsApp call, and what happens otherwise.
+    Dialplan {
+        #[command(subcommand)]
+        command: DialplanCommand,
+    },
     /// Stand in for Meta on this machine (no Meta account needed): a fake Graph API at
     /// whatsapp.graph_base_url (http://127.0.0.1:PORT) and WhatsApp users who call the gateway.
     Sandbox {
         #[command(subcommand)]
         command: whatsip::sandbox::cli::SandboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DialplanCommand {
+    /// Check every *.toml in DIR: prints each problem as file:line:col and exits 2 if any,
+    /// else a line per route. With --config, users, trunks and numbers must exist there.
+    Check {
+        /// The dialplan folder.
+        #[arg(default_value = "dialplans")]
+        dir: PathBuf,
     },
 }
 
@@ -209,6 +225,10 @@ fn main() -> ExitCode {
             }
             Ok(true)
         })()),
+        Command::Dialplan { command: DialplanCommand::Check { dir } } => {
+            let given = cli.config.is_some().then_some(&settings);
+            ExitCode::from(whatsip::routing::dialplan::check_command(&dir, given))
+        }
         Command::Sandbox { command } => finish(whatsip::sandbox::cli::run(&settings, command).map_err(anyhow::Error::from)),
     }
 }

@@ -1,0 +1,306 @@
+//! Each test writes a small plan into a temporary folder and checks what `load_dir` says,
+//! line and column included. Instants are fixed UTC with the Berlin time beside them.
+
+use super::*;
+
+fn plan_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write plan file");
+    }
+    dir
+}
+
+fn load(files: &[(&str, &str)]) -> Result<Dialplan, Vec<PlanProblem>> {
+    let dir = plan_dir(files);
+    load_dir(dir.path(), &CheckOptions::default())
+}
+
+fn problems(files: &[(&str, &str)]) -> Vec<PlanProblem> {
+    match load(files) {
+        Ok(_) => panic!("the plan should have been refused"),
+        Err(p) => p,
+    }
+}
+
+/// The one problem whose text contains `needle`, as (file name, line, column).
+fn at(problems: &[PlanProblem], needle: &str) -> (String, usize, usize) {
+    let hits: Vec<&PlanProblem> = problems.iter().filter(|p| p.what.contains(needle)).collect();
+    assert_eq!(hits.len(), 1, "expected one problem with {needle:?} in {problems:#?}");
+    let p = hits[0];
+    let name = Path::new(&p.file).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (name, p.line, p.column)
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().expect("test instants are valid RFC 3339")
+}
+
+const GROUPS: &str = r#"
+[[group]]
+name = "sales"
+members = ["1001", "1002"]
+ring_for = 15
+
+[[group]]
+name = "backup"
+strategy = "sequential"
+members = ["2001@pbx", { target = "1003", ring_for = 5 }]
+ring_for = 5
+"#;
+
+const ROUTES: &str = r#"
+[[schedule]]
+name = "office"
+timezone = "Europe/Berlin"
+weekly = [{ days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }]
+
+[[route]]
+name = "vip"
+match = { number = "+49 30 1234567", caller_prefix = ["+4917"] }
+[[route.step]]
+ring = "sales"
+otherwise = "end"
+
+[[route]]
+name = "day"
+match = { number = "+4930 1234567", schedule = "office" }
+[[route.step]]
+ring = "sales"
+on_no_answer = "next"
+on_busy = "next"
+on_reject = "end"
+on_error = "next"
+[[route.step]]
+ring = "backup"
+otherwise = "callback"
+
+[[route]]
+name = "night"
+match = { number = "4930 1234567", schedule = "office", out_of_hours = true }
+[[route.step]]
+callback = true
+
+[[route]]
+name = "promo"
+match = { payload_prefix = "promo-" }
+[[route.step]]
+reject = true
+"#;
+
+#[test]
+fn files_merge_and_routes_are_picked_in_order() {
+    let plan = load(&[("a-groups.toml", GROUPS), ("b-routes.toml", ROUTES)]).expect("valid plan");
+    let names: Vec<&str> = plan.routes().iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["vip", "day", "night", "promo"]);
+    let day = &plan.routes()[1];
+    // 15 s sales, then backup: 5 s + 5 s one after the other.
+    assert_eq!(day.max_ring, Duration::from_secs(25));
+    assert_eq!(plan.group(&GroupName::new("backup")).map(|g| g.max_ring), Some(Duration::from_secs(10)));
+
+    let call = |caller, cta| CallFacts { business_number: "+4930 1234567", phone_number_id: "555", caller, cta_payload: cta, deeplink_payload: None };
+    // Tuesday 2026-11-24 10:00 Berlin (09:00 UTC); 20:00 Berlin (19:00 UTC).
+    let open = ts("2026-11-24T09:00:00Z");
+    let closed = ts("2026-11-24T19:00:00Z");
+    let pick = |facts: CallFacts<'_>, at| plan.route_for(&facts, at).map(|r| r.name.clone());
+    assert_eq!(pick(call("4917612345", None), closed).as_deref(), Some("vip"));
+    assert_eq!(pick(call("4930999", None), open).as_deref(), Some("day"));
+    assert_eq!(pick(call("4930999", None), closed).as_deref(), Some("night"));
+    let other_number = CallFacts { business_number: "+441234567", phone_number_id: "777", caller: "1", cta_payload: None, deeplink_payload: Some("promo-x") };
+    assert_eq!(pick(other_number, open).as_deref(), Some("promo"));
+    let by_id = CallFacts { business_number: "", phone_number_id: "777", caller: "1", cta_payload: Some("nothing"), deeplink_payload: None };
+    assert_eq!(pick(by_id, open), None);
+}
+
+#[test]
+fn number_matches_phone_number_id() {
+    let plan = load(&[("p.toml", "[[group]]\nname = \"g\"\nmembers = [\"1001\"]\n[[route]]\nname = \"r\"\nmatch = { number = \"106540352242922\" }\n[[route.step]]\nring = \"g\"\notherwise = \"end\"\n")]).expect("valid");
+    let call = CallFacts { business_number: "+15550001111", phone_number_id: "106540352242922", caller: "1", ..CallFacts::default() };
+    assert!(plan.route_for(&call, ts("2026-01-01T00:00:00Z")).is_some());
+}
+
+#[test]
+fn syntax_errors_point_at_line_and_column() {
+    let p = problems(&[("bad.toml", "[[group]]\nname = \"g\"\nmembers = [\"1001\" \"1002\"]\n")]);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].line, 3, "{p:?}");
+    let p = problems(&[("bad.toml", "[[group]]\nname = \"g\"\nmembers = [\"1001\"]\ncolour = \"red\"\n")]);
+    assert!(p[0].what.contains("colour"), "{p:?}");
+    assert_eq!((p[0].line, p[0].column), (4, 1));
+}
+
+#[test]
+fn unknown_references_are_named() {
+    let text = "[[group]]\nname = \"g\"\nmembers = [\"group:nope\"]\n[[route]]\nname = \"r\"\nmatch = { schedule = \"hours\" }\n[[route.step]]\nring = \"ghost\"\notherwise = \"end\"\n";
+    let p = problems(&[("p.toml", text)]);
+    assert_eq!(at(&p, "\"nope\", which is not defined"), ("p.toml".into(), 3, 12));
+    assert_eq!(at(&p, "schedule \"hours\""), ("p.toml".into(), 6, 22));
+    assert_eq!(at(&p, "group \"ghost\""), ("p.toml".into(), 8, 8));
+}
+
+#[test]
+fn duplicates_across_files_are_refused() {
+    let a = "[[group]]\nname = \"g\"\nmembers = [\"1001\"]\n";
+    let b = "\n[[group]]\nname = \"g\"\nmembers = [\"1002\"]\n";
+    let p = problems(&[("a.toml", a), ("b.toml", b)]);
+    assert_eq!(at(&p, "defined twice"), ("b.toml".into(), 3, 8));
+}
+
+#[test]
+fn nested_group_cycles_are_refused_once() {
+    let text = "[[group]]\nname = \"a\"\nmembers = [\"1001\", \"group:b\"]\n[[group]]\nname = \"b\"\nmembers = [\"group:a\"]\n";
+    let p = problems(&[("p.toml", text)]);
+    let (_, line, _) = at(&p, "circle");
+    assert_eq!(line, 6, "{p:?}");
+}
+
+#[test]
+fn nested_groups_count_their_own_ring_time() {
+    let text = r#"
+[[group]]
+name = "inner"
+strategy = "sequential"
+members = ["1001", "1002"]
+ring_for = 10
+[[group]]
+name = "outer"
+members = ["1003", { target = "group:inner", start_after = 5 }]
+ring_for = 10
+"#;
+    let plan = load(&[("p.toml", text)]).expect("valid");
+    assert_eq!(plan.group(&GroupName::new("outer")).map(|g| g.max_ring), Some(Duration::from_secs(25)));
+}
+
+#[test]
+fn missing_announcement_file_is_refused() {
+    let text = "[[route]]\nname = \"r\"\n[[route.step]]\nannounce = \"sounds/closed.wav\"\nthen = \"end\"\n";
+    let p = problems(&[("p.toml", text)]);
+    assert_eq!(at(&p, "does not exist"), ("p.toml".into(), 4, 12));
+    // Present, it is accepted; a path out of the folder never is.
+    assert!(load(&[("p.toml", text), ("sounds/closed.wav", "RIFF")]).is_ok());
+    let p = problems(&[("p.toml", &text.replace("sounds/closed.wav", "../etc/x.wav"))]);
+    at(&p, "not a path inside");
+}
+
+#[test]
+fn missing_branches_and_unreachable_steps() {
+    let text = "[[group]]\nname = \"g\"\nmembers = [\"1001\"]\n[[route]]\nname = \"r\"\n[[route.step]]\nring = \"g\"\non_no_answer = \"end\"\non_busy = \"end\"\non_reject = \"end\"\n[[route.step]]\nreject = true\n";
+    let p = problems(&[("p.toml", text)]);
+    assert_eq!(at(&p, "what happens on_error"), ("p.toml".into(), 6, 1));
+    // With every branch given and none saying next, the second step can never run.
+    let text = text.replace("on_reject = \"end\"\n", "on_reject = \"end\"\non_error = \"end\"\n");
+    let p = problems(&[("p.toml", &text)]);
+    assert_eq!(at(&p, "step 2 can never run"), ("p.toml".into(), 12, 1));
+}
+
+#[test]
+fn next_out_of_the_last_step_is_refused() {
+    let text = "[[group]]\nname = \"g\"\nmembers = [\"1001\"]\n[[route]]\nname = \"r\"\n[[route.step]]\nring = \"g\"\notherwise = \"next\"\n";
+    let p = problems(&[("p.toml", text)]);
+    assert_eq!(at(&p, "there is none"), ("p.toml".into(), 6, 1));
+}
+
+#[test]
+fn bad_schedules_are_reported() {
+    let text = "[[schedule]]\nname = \"office\"\ntimezone = \"Europe/Berlni\"\n";
+    let p = problems(&[("p.toml", text)]);
+    assert_eq!(at(&p, "unknown timezone"), ("p.toml".into(), 3, 12));
+}
+
+#[test]
+fn shadowed_routes_can_never_match() {
+    let text = "[[route]]\nname = \"all\"\n[[route.step]]\nreject = true\n[[route]]\nname = \"de\"\nmatch = { caller_prefix = [\"+49\"] }\n[[route.step]]\nreject = true\n";
+    let p = problems(&[("p.toml", text)]);
+    assert_eq!(at(&p, "can never match"), ("p.toml".into(), 6, 8));
+    // The narrower route first is fine.
+    let swapped = "[[route]]\nname = \"de\"\nmatch = { caller_prefix = [\"+49\"] }\n[[route.step]]\nreject = true\n[[route]]\nname = \"all\"\n[[route.step]]\nreject = true\n";
+    assert!(load(&[("p.toml", swapped)]).is_ok());
+}
+
+#[test]
+fn answer_window_names_the_route_and_steps() {
+    let text = r#"[[group]]
+name = "a"
+members = ["1001"]
+ring_for = 20
+[[group]]
+name = "b"
+members = ["1002"]
+ring_for = 15
+[[route]]
+name = "long"
+[[route.step]]
+ring = "a"
+otherwise = "next"
+[[route.step]]
+ring = "b"
+otherwise = "end"
+"#;
+    let p = problems(&[("p.toml", text)]);
+    assert_eq!(at(&p, "answer window"), ("p.toml".into(), 10, 8));
+    let what = &p[0].what;
+    assert!(what.contains("\"long\"") && what.contains("35 s") && what.contains("step 1 ring a 20 s") && what.contains("step 2 ring b 15 s"), "{what}");
+    // A 40 s window takes it.
+    let dir = plan_dir(&[("p.toml", text)]);
+    let plan = load_dir(dir.path(), &CheckOptions { answer_window: Duration::from_secs(40), settings: None }).expect("fits 40 s");
+    assert_eq!(plan.routes()[0].max_ring, Duration::from_secs(35));
+}
+
+#[test]
+fn a_branch_ring_counts_toward_the_window() {
+    let text = "[[group]]\nname = \"a\"\nmembers = [\"1001\"]\nring_for = 20\n[[route]]\nname = \"r\"\n[[route.step]]\nring = \"a\"\non_no_answer = \"ring:a\"\notherwise = \"end\"\n";
+    let p = problems(&[("p.toml", text)]);
+    assert!(at(&p, "answer window").1 == 6 && p[0].what.contains("on_no_answer ring:a 20 s"), "{p:?}");
+}
+
+#[test]
+fn users_and_trunks_must_exist_in_the_settings() {
+    let settings_text = "[whatsapp]\napp_secret = \"0123456789abcdef0123\"\nverify_token = \"verify-token-1\"\naccess_token = \"access-token-0123456789\"\n[[sip.users]]\nname = \"1001\"\npassword = \"secret\"\n[[sip.trunks]]\nname = \"pbx\"\naddress = \"127.0.0.1:5080\"\n[[whatsapp.numbers]]\nphone_number_id = \"555\"\ndisplay_number = \"+4930123456\"\ntarget = \"1001\"\n";
+    let cfg = plan_dir(&[("whatsip.toml", settings_text)]);
+    let settings = Settings::load_with_env(Some(&cfg.path().join("whatsip.toml")), Vec::new()).expect("valid settings");
+    let text = "[[group]]\nname = \"g\"\nmembers = [\"1001\", \"1009\", \"2001@pbx\", \"2001@pbx2\"]\n[[route]]\nname = \"r\"\nmatch = { number = \"+4930999999\" }\n[[route.step]]\nring = \"g\"\notherwise = \"end\"\n";
+    let dir = plan_dir(&[("p.toml", text)]);
+    let options = CheckOptions { answer_window: DEFAULT_ANSWER_WINDOW, settings: Some(&settings) };
+    let p = load_dir(dir.path(), &options).expect_err("unknown user and trunk");
+    assert_eq!(at(&p, "no [[sip.users]]"), ("p.toml".into(), 3, 20));
+    assert_eq!(at(&p, "no [[sip.trunks]]"), ("p.toml".into(), 3, 40));
+    assert_eq!(at(&p, "no [[whatsapp.numbers]]"), ("p.toml".into(), 6, 20));
+    assert_eq!(p.len(), 3, "{p:#?}");
+}
+
+#[test]
+fn on_answer_is_end_only() {
+    let text = "[[group]]\nname = \"g\"\nmembers = [\"1001\"]\n[[route]]\nname = \"r\"\n[[route.step]]\nring = \"g\"\non_answer = \"next\"\notherwise = \"end\"\n";
+    let p = problems(&[("p.toml", text)]);
+    assert_eq!(at(&p, "on_answer"), ("p.toml".into(), 8, 13));
+}
+
+#[test]
+fn problems_print_as_file_line_column() {
+    let p = PlanProblem { file: "dialplans/x.toml".into(), line: 3, column: 7, what: "bad".into(), fix: "fix it".into() };
+    assert_eq!(p.to_string(), "dialplans/x.toml:3:7: bad — fix it");
+}
+
+#[test]
+fn the_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans");
+    let plan = load_dir(&dir, &CheckOptions::default()).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert!(plan.routes().len() >= 5);
+    assert!(plan.routes().iter().all(|r| r.max_ring <= DEFAULT_ANSWER_WINDOW));
+}
+
+#[test]
+fn schema_names_every_top_level_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans/schema.json");
+    let text = std::fs::read_to_string(path).expect("schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+    let props = schema["properties"].as_object().expect("properties");
+    let mut keys: Vec<&str> = props.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["group", "route", "schedule"]);
+    assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false));
+}

@@ -1,0 +1,60 @@
+//! `whatsip dialplan check` as an admin runs it: the shipped examples pass, a broken copy
+//! fails with exit status 2 and a `file:line:col` message.
+
+use std::path::Path;
+use std::process::Command;
+
+fn whatsip() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_whatsip"));
+    // No settings file from the environment: the check must not depend on the host.
+    cmd.env_remove("WHATSIP_CONFIG");
+    cmd
+}
+
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans")
+}
+
+#[test]
+fn the_examples_pass() {
+    let out = whatsip().args(["dialplan", "check"]).arg(examples()).output().expect("run whatsip");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("route support"), "{stdout}");
+    assert!(stdout.contains("at most 20 s before an answer"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 8, "{stdout}");
+}
+
+#[test]
+fn a_broken_copy_fails_with_file_line_column() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(examples()).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    // No sounds/ in the copy, and a group the route names is renamed away.
+    let file = dir.path().join("pbx-queue-overflow.toml");
+    let text = std::fs::read_to_string(&file).expect("read").replace("name = \"overflow\"", "name = \"overflows\"");
+    std::fs::write(&file, text).expect("write");
+
+    let out = whatsip().args(["dialplan", "check"]).arg(dir.path()).output().expect("run whatsip");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("pbx-queue-overflow.toml:26:8: group \"overflow\" is not defined — "), "{stderr}");
+    assert!(stderr.contains("office-hours.toml:"), "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
+fn users_must_exist_when_settings_are_given() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("whatsip.toml");
+    std::fs::write(&config, "[[sip.users]]\nname = \"1001\"\npassword = \"secret\"\n").expect("write");
+    let out = whatsip().arg("--config").arg(&config).args(["dialplan", "check"]).arg(examples()).output().expect("run whatsip");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("no [[sip.users]] is named 1002"), "{stderr}");
+    assert!(stderr.contains("no [[whatsapp.numbers]]"), "{stderr}");
+}
