@@ -105,6 +105,10 @@ impl CallActor {
         on_end: Recipient<CallEnded>,
     ) -> CallActor {
         let now = Instant::now();
+        // The same window `dialplan check` holds routes to.
+        let cfg = CallConfig {
+            answer_window: Duration::from_secs(deps.settings.whatsapp.answer_window_seconds.into()),
+        };
         CallActor {
             leg: LegAttempt {
                 target: number.target.to_string(),
@@ -115,7 +119,7 @@ impl CallActor {
             deps,
             connect,
             number,
-            machine: CallMachine::new(CallConfig::default(), now),
+            machine: CallMachine::new(cfg, now),
             answer: None,
             bridge: None,
             phone_media: None,
