@@ -96,6 +96,31 @@ enum DialplanCommand {
         #[arg(default_value = "dialplans")]
         dir: PathBuf,
     },
+    /// Show what a call would do, without placing it: the route that matches, who rings when
+    /// and for how long if nobody answers, and where each outcome leads.
+    Simulate {
+        /// The dialplan folder.
+        #[arg(default_value = "dialplans")]
+        dir: PathBuf,
+        /// The business number called (display number or Meta's phone_number_id).
+        #[arg(long)]
+        to: String,
+        /// The caller's WhatsApp number.
+        #[arg(long)]
+        from: String,
+        /// When the call comes in, RFC 3339 (2026-11-24T09:30:00+01:00); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// The call button's payload.
+        #[arg(long)]
+        cta: Option<String>,
+        /// The deep link's payload.
+        #[arg(long)]
+        deeplink: Option<String>,
+        /// Members to treat as unavailable (user names or ext@trunk); repeatable.
+        #[arg(long)]
+        unavailable: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -228,6 +253,25 @@ fn main() -> ExitCode {
         Command::Dialplan { command: DialplanCommand::Check { dir } } => {
             let given = cli.config.is_some().then_some(&settings);
             ExitCode::from(whatsip::routing::dialplan::check_command(&dir, given))
+        }
+        Command::Dialplan { command: DialplanCommand::Simulate { dir, to, from, at, cta, deeplink, unavailable } } => {
+            let at = match at.as_deref().map(str::parse::<jiff::Timestamp>).transpose() {
+                Ok(at) => at.unwrap_or_else(jiff::Timestamp::now),
+                Err(e) => {
+                    eprintln!("whatsip: --at: {e} (expected RFC 3339, e.g. 2026-11-24T09:30:00+01:00)");
+                    return ExitCode::from(2);
+                }
+            };
+            let facts = whatsip::routing::dialplan::CallFacts {
+                business_number: &to,
+                phone_number_id: &to,
+                caller: &from,
+                cta_payload: cta.as_deref(),
+                deeplink_payload: deeplink.as_deref(),
+            };
+            let call = whatsip::routing::simulate::SimulatedCall { facts, at, unavailable };
+            let given = cli.config.is_some().then_some(&settings);
+            ExitCode::from(whatsip::routing::simulate::simulate_command(&dir, given, &call))
         }
         Command::Sandbox { command } => finish(whatsip::sandbox::cli::run(&settings, command).map_err(anyhow::Error::from)),
     }

@@ -58,3 +58,25 @@ fn users_must_exist_when_settings_are_given() {
     assert!(stderr.contains("no [[sip.users]] is named 1002"), "{stderr}");
     assert!(stderr.contains("no [[whatsapp.numbers]]"), "{stderr}");
 }
+
+#[test]
+fn simulate_shows_the_route_and_the_office_closed_on_a_holiday() {
+    let out = whatsip()
+        .args(["dialplan", "simulate"])
+        .arg(examples())
+        .args(["--to", "+4940555000", "--from", "4915112345678", "--at", "2026-12-24T10:00:00+01:00"])
+        .output()
+        .expect("run whatsip");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("route office-closed") && stdout.contains("closed.wav"), "{stdout}");
+
+    let out = whatsip()
+        .args(["dialplan", "simulate"])
+        .arg(examples())
+        .args(["--to", "+4940555000", "--from", "1", "--at", "2026-12-22T10:00:00+01:00"])
+        .output()
+        .expect("run whatsip");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("route office-open") && stdout.contains("ring group office"), "{stdout}");
+}

@@ -6,3 +6,4 @@
 pub mod dialplan;
 pub mod ring;
 pub mod schedule;
+pub mod simulate;
