@@ -602,7 +602,7 @@ mod tests {
         // Another source later in the call does not take the stream over.
         c.on_rtp(
             now,
-            PEER.parse().unwrap(),
+            "198.51.100.9:4000".parse().unwrap(),
             &peer_packet(0, 2, 160, &[0xFF; 160]),
             None,
         );
