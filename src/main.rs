@@ -229,7 +229,7 @@ fn main() -> ExitCode {
                 println!("no calls yet");
             }
             for c in list {
-                let when = chrono_free_utc(c.offered_at);
+                let when = utc(c.offered_at);
                 let who = match &c.user_name {
                     Some(name) => format!("{name} (+{})", c.user),
                     None => format!("+{}", c.user),
@@ -277,20 +277,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` UTC from Unix milliseconds (civil-from-days, no date crate needed).
-fn chrono_free_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+/// `YYYY-MM-DD HH:MM:SS` UTC from Unix milliseconds.
+fn utc(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| ms.to_string(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -305,5 +297,14 @@ fn finish(result: anyhow::Result<bool>) -> ExitCode {
             eprintln!("whatsip: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn record_times_print_as_utc() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_700_000_000_123), "2023-11-14 22:13:20");
     }
 }

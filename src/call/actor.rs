@@ -399,10 +399,9 @@ impl CallActor {
             EndedBy::Media => "media",
             EndedBy::Gateway => "gateway",
         };
+        // An answer or a failure already set the leg's outcome; a leg that only rang was cancelled.
         let mut leg = self.leg.clone();
-        if outcome == "answered" || self.answered_by.is_some() && leg.outcome == "not_rung" {
-            leg.outcome = "answered".into();
-        } else if leg.outcome == "not_rung" && !leg.rang.is_empty() {
+        if leg.outcome == "not_rung" && !leg.rang.is_empty() {
             leg.outcome = "cancelled".into();
         }
         CallRecord {

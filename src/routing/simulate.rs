@@ -100,6 +100,11 @@ fn ring_timeline(plan: &Dialplan, group: &GroupName, unavailable: &HashSet<&str>
         lines.push(format!("skipped {} ({})", target_name(&s.target), skip_reason(s.reason)));
     }
     let mut rang: Vec<(usize, String, Duration)> = Vec::new();
+    // (start, line): legs end in any order, the timeline reads by start.
+    let mut spans: Vec<(Duration, String)> = Vec::new();
+    let span = |name: &str, from: Duration, until: Duration| {
+        (from, format!("{:>4} s  ring {name} until {} s", from.as_secs(), until.as_secs()))
+    };
     let mut now = t0;
     // A run always ends; the bound only guards against a bug turning into a hang.
     for _ in 0..10_000 {
@@ -109,15 +114,16 @@ fn ring_timeline(plan: &Dialplan, group: &GroupName, unavailable: &HashSet<&str>
             }
             Output::Command(Command::Cancel { leg }) => {
                 if let Some((_, name, from)) = rang.iter().find(|(l, _, _)| *l == leg.get()) {
-                    lines.push(format!("{:>4} s  ring {name} until {} s", from.as_secs(), (now - t0).as_secs()));
+                    spans.push(span(name, *from, now - t0));
                 }
                 rang.retain(|(l, _, _)| *l != leg.get());
             }
             Output::Command(Command::Done(outcome)) => {
                 for (_, name, from) in rang.drain(..) {
-                    lines.push(format!("{:>4} s  ring {name} until {} s", from.as_secs(), (now - t0).as_secs()));
+                    spans.push(span(&name, from, now - t0));
                 }
-                lines.sort_by_key(|l| l.split_whitespace().next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0));
+                spans.sort_by_key(|(from, _)| *from);
+                lines.extend(spans.drain(..).map(|(_, line)| line));
                 lines.push(format!("nobody answers: {} after {} s", outcome_text(&outcome), (now - t0).as_secs()));
                 break;
             }
