@@ -31,6 +31,17 @@ pub struct Settings {
     pub media: MediaSettings,
     pub api: ApiSettings,
     pub whatsapp: WhatsAppSettings,
+    pub routing: RoutingSettings,
+}
+
+/// Where calls ring: a dialplan folder, or each number's own `target`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingSettings {
+    /// The folder of `*.toml` dialplan files (dialplans/README.md). Empty: every number rings
+    /// its `target`. When set, the plan routes every number, it is checked at start (a bad plan
+    /// stops startup) and reloaded on change or SIGHUP.
+    pub dialplan_dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -228,7 +239,7 @@ pub struct WhatsAppSettings {
     pub answer_window_seconds: u32,
 }
 
-/// One business phone number and where its calls ring (until dialplans exist).
+/// One business phone number, and where its calls ring when there is no dialplan.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsAppNumberSettings {
@@ -237,6 +248,9 @@ pub struct WhatsAppNumberSettings {
     /// The number as people dial it, digits with an optional leading `+`; for logs and caller id.
     pub display_number: String,
     /// A `[[sip.users]]` name (`1001`), or an extension behind a trunk (`trunk:pbx/2001`).
+    /// Needed without a dialplan; with `routing.dialplan_dir` the plan routes and this must
+    /// stay empty, so no one edits a target that does nothing.
+    #[serde(default)]
     pub target: String,
 }
 
@@ -282,6 +296,7 @@ impl Default for Settings {
             media: MediaSettings::default(),
             api: ApiSettings::default(),
             whatsapp: WhatsAppSettings::default(),
+            routing: RoutingSettings::default(),
         }
     }
 }
@@ -582,6 +597,10 @@ impl Settings {
             v.fail("api.token", "****", "at least 16 characters (or empty to generate one)");
         }
         self.validate_whatsapp(&mut v);
+        let dir = &self.routing.dialplan_dir;
+        if !dir.is_empty() && !Path::new(dir).is_dir() {
+            v.fail("routing.dialplan_dir", dir, "no such folder (the folder of *.toml dialplan files)");
+        }
         if self.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
             v.fail("log.filter", &self.log.filter, "not a tracing filter (e.g. info, whatsip=debug)");
         }
@@ -654,6 +673,12 @@ impl Settings {
             let digits = n.display_number.strip_prefix('+').unwrap_or(&n.display_number);
             if digits.len() < 6 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit()) {
                 v.fail(&format!("{key}.display_number"), &n.display_number, "the number in international form: 6 to 15 digits, optional leading +");
+            }
+            if !self.routing.dialplan_dir.is_empty() {
+                if !n.target.is_empty() {
+                    v.fail(&format!("{key}.target"), &n.target, "routing.dialplan_dir is set, so the dialplan routes this number: remove target and route it with a [[route]] match = { number = ... }");
+                }
+                continue;
             }
             match n.dial_target() {
                 Err(reason) => v.fail(&format!("{key}.target"), &n.target, &reason),

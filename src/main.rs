@@ -162,7 +162,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!("{e}");
                     eprintln!("whatsip: {e}");
-                    ExitCode::FAILURE
+                    if e.is_bad_input() { ExitCode::from(2) } else { ExitCode::FAILURE }
                 }
             }
         }

@@ -15,6 +15,9 @@ use crate::whatsapp::{webhook, Numbers};
 use crate::config::Settings;
 use crate::media::ports::PortPool;
 use crate::sip::SipStack;
+use crate::routing::dialplan::PlanProblem;
+use crate::routing::live::LivePlan;
+use crate::routing::presence::Presence;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,11 +41,23 @@ pub enum ServeError {
     Graph(#[from] crate::whatsapp::graph::GraphError),
     #[error("webhook server: {0}")]
     Webhook(#[from] crate::whatsapp::webhook::WebhookError),
+    #[error("the dialplan has {} problem(s):\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Dialplan(Vec<PlanProblem>),
+}
+
+impl ServeError {
+    /// A broken dialplan is bad input, like a bad setting: exit status 2.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, ServeError::Dialplan(_))
+    }
 }
 
 pub fn run(settings: Settings) -> Result<(), ServeError> {
     let settings = Arc::new(settings);
+    // Before anything binds a port: a plan no one could run stops startup cleanly.
+    let plan = LivePlan::load(settings.clone()).map_err(ServeError::Dialplan)?;
     let store = Store::open(&settings.data_dir)?;
+    let presence = Presence::load(store.clone())?;
     let token = api::load_or_create_token(&settings.api.token, &settings.data_dir)
         .map_err(|source| ServeError::Token { dir: settings.data_dir.display().to_string(), source })?;
 
@@ -63,8 +78,11 @@ pub fn run(settings: Settings) -> Result<(), ServeError> {
         ports: ports.clone(),
         graph,
         store: store.clone(),
+        plan: plan.clone(),
+        presence: presence.clone(),
         media_rt: media_rt.handle().clone(),
     });
+    plan.watch(media_rt.handle());
     let state = ApiState { sip, ports, media_rt: media_rt.handle().clone(), token: token.into(), store };
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %settings.data_dir.display(), "whatsip is up");

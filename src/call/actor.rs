@@ -17,16 +17,19 @@ use super::machine::{
     CallConfig, CallMachine, Command, EndedBy, Event, Failure, GraphFailure, MissedReason,
     Outcome, Output, RingFailure, Summary,
 };
+use super::ringing::{self, DialTemplate, GroupRing, LegReport, LegSink, RingNews};
 use crate::config::Settings;
 use crate::ids::CallId;
 use crate::media::bridge::{spawn_bridge, BridgeCommand, PhoneMedia};
 use crate::media::bridge_core::BridgeEvent;
 use crate::media::ports::PortPool;
 use crate::media::webrtc_leg::answer_offer;
-use crate::sip::leg::{self, DialRequest, DialTarget, LegEnd, LegOutcome, Progress};
-use crate::sip::sdp::AudioOffer;
+use crate::routing::dialplan::{CallFacts, Dialplan};
+use crate::routing::live::LivePlan;
+use crate::routing::presence::Presence;
+use crate::routing::ring::{AvailabilitySnapshot, GroupName, MemberTarget, RingGroup, RingRun};
 use crate::sip::SipStack;
-use crate::store::{CallDirection, CallRecord, LegAttempt, Store};
+use crate::store::{CallDirection, CallRecord, CallbackRequest, LegAttempt, Store};
 use crate::whatsapp::event::{CallConnect, Sdp};
 use crate::whatsapp::graph::{CallAnswer, GraphClient, GraphError};
 use crate::whatsapp::BusinessNumber;
@@ -38,6 +41,10 @@ pub struct CallDeps {
     pub ports: Arc<PortPool>,
     pub graph: GraphClient,
     pub store: Store,
+    /// The dialplan new calls route by (each call keeps the plan it started with).
+    pub plan: Arc<LivePlan>,
+    /// Who is registered, busy, on do-not-disturb; ring-group memory.
+    pub presence: Arc<Presence>,
     /// SIP, media and Graph requests run here.
     pub media_rt: tokio::runtime::Handle,
 }
@@ -53,19 +60,13 @@ pub enum CallMsg {
     AnswerFailed(String),
     PreAccept(Result<(), GraphFailure>),
     Accept(Result<(), GraphFailure>),
-    Ringing {
-        contact: String,
+    /// Who of the group can ring, taken when its ring starts.
+    Snapshot {
+        ring: u32,
+        group: RingGroup,
+        snapshot: AvailabilitySnapshot,
     },
-    PhoneAnswered {
-        contact: String,
-        media: PhoneMedia,
-    },
-    PhoneFailed {
-        failure: RingFailure,
-        label: &'static str,
-        detail: Option<String>,
-    },
-    PhoneHungUp,
+    Leg(LegReport),
     Bridge(BridgeEvent),
     /// Meta's terminate webhook.
     UserHungUp,
@@ -82,14 +83,24 @@ pub struct CallActor {
     deps: Arc<CallDeps>,
     connect: CallConnect,
     number: BusinessNumber,
+    /// The plan as it was when the call came in: a reload does not change a call in progress.
+    plan: Arc<Dialplan>,
+    route: Option<String>,
     machine: CallMachine,
     answer: Option<CallAnswer>,
     bridge: Option<mpsc::Sender<BridgeCommand>>,
     phone_media: Option<PhoneMedia>,
-    /// Stops the ringing task: CANCEL while it rings, BYE once answered.
+    /// Ends the answered phone's dialog (BYE) when used or dropped.
     phone_stop: Option<oneshot::Sender<()>>,
-    leg: LegAttempt,
+    /// The member that took the call, busy until it ends.
+    answered_target: Option<MemberTarget>,
     answered_by: Option<String>,
+    /// The group ringing now, and how many the call has rung (ids for their legs' reports).
+    ring: Option<GroupRing>,
+    rings: u32,
+    ring_timer: Option<SpawnHandle>,
+    /// Call record lines of the groups rung before this one.
+    legs: Vec<LegAttempt>,
     meta_error_code: Option<u32>,
     timer: Option<SpawnHandle>,
     /// The wall clock at the machine's start, to turn its `Instant`s into record times.
@@ -98,33 +109,42 @@ pub struct CallActor {
 }
 
 impl CallActor {
-    pub fn new(
-        deps: Arc<CallDeps>,
-        connect: CallConnect,
-        number: BusinessNumber,
-        on_end: Recipient<CallEnded>,
-    ) -> CallActor {
+    pub fn new(deps: Arc<CallDeps>, connect: CallConnect, number: BusinessNumber, on_end: Recipient<CallEnded>) -> CallActor {
         let now = Instant::now();
         // The same window `dialplan check` holds routes to.
         let cfg = CallConfig {
             answer_window: Duration::from_secs(deps.settings.whatsapp.answer_window_seconds.into()),
         };
+        let plan = deps.plan.current();
+        let facts = CallFacts {
+            business_number: &number.display_number,
+            phone_number_id: number.phone_number_id.as_str(),
+            caller: connect.from.as_str(),
+            cta_payload: connect.cta_payload.as_deref(),
+            deeplink_payload: connect.deeplink_payload.as_deref(),
+        };
+        let route = plan.route_for(&facts, jiff::Timestamp::now());
+        let (route, steps) = match route {
+            Some(r) => (Some(r.name.clone()), r.steps.clone()),
+            None => (None, Vec::new()),
+        };
         CallActor {
-            leg: LegAttempt {
-                target: number.target.to_string(),
-                rang: Vec::new(),
-                outcome: "not_rung".into(),
-                detail: None,
-            },
+            machine: CallMachine::new(cfg, steps, now),
             deps,
             connect,
             number,
-            machine: CallMachine::new(cfg, now),
+            plan,
+            route,
             answer: None,
             bridge: None,
             phone_media: None,
             phone_stop: None,
+            answered_target: None,
             answered_by: None,
+            ring: None,
+            rings: 0,
+            ring_timer: None,
+            legs: Vec::new(),
             meta_error_code: None,
             timer: None,
             wall_start: (now, SystemTime::now()),
@@ -158,8 +178,15 @@ impl CallActor {
         let me = ctx.address();
         match cmd {
             Command::AnswerOffer => self.answer_offer(me),
-            Command::Ring => self.ring(me),
-            Command::CancelRing | Command::HangUpPhone => {
+            Command::Ring(group) => self.ring(group, me),
+            Command::CancelRing => {
+                if let Some(ring) = &mut self.ring {
+                    ring.cancel(Instant::now());
+                }
+                self.drive_ring(ctx);
+                self.close_ring(ctx);
+            }
+            Command::HangUpPhone => {
                 if let Some(stop) = self.phone_stop.take() {
                     let _ = stop.send(());
                 }
@@ -189,6 +216,18 @@ impl CallActor {
                     self.bridge_command(bridge.clone(), BridgeCommand::Accept);
                 }
             }
+            Command::Play(file) => match (self.plan.announcement(&file), &self.bridge) {
+                (Some(samples), Some(bridge)) => {
+                    tracing::info!(file = %file.display(), seconds = samples.len() / 8000, "playing the announcement");
+                    self.bridge_command(bridge.clone(), BridgeCommand::Play(samples));
+                }
+                _ => {
+                    // The plan decoded every announcement at load and accept needs the
+                    // bridge, so this is a bug; going on keeps the call's route intact.
+                    tracing::error!(file = %file.display(), "announcement not loaded; skipped");
+                    me.do_send(CallMsg::Bridge(BridgeEvent::PlayFinished));
+                }
+            },
             Command::StopMedia => {
                 if let Some(bridge) = self.bridge.take() {
                     self.bridge_command(bridge, BridgeCommand::Hangup);
@@ -258,80 +297,120 @@ impl CallActor {
         });
     }
 
-    /// Rings the number's target; on answer keeps the dialog until the phone or we hang up.
-    fn ring(&mut self, me: Addr<CallActor>) {
-        let (stop_tx, mut stop) = oneshot::channel();
-        self.phone_stop = Some(stop_tx);
-        let deps = self.deps.clone();
-        let target: DialTarget = self.number.target.clone();
-        // The desk phone shows who calls: the WhatsApp profile name and number (the user part).
-        let caller = self.connect.from.to_string();
-        let caller_name = self.connect.caller_name.clone();
-        let headers = self.invite_headers();
-        self.deps.media_rt.spawn(async move {
-            let settings = &deps.settings;
-            let ip = settings.rtp.bind.parse().expect("validated");
-            let (rtp, rtcp, port) = match deps.ports.bind_pair(ip).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let detail = Some(format!("no RTP port: {e}"));
-                    return me.do_send(CallMsg::PhoneFailed { failure: RingFailure::Unreachable, label: "failed", detail });
-                }
-            };
-            let offer = AudioOffer { session_id: rand::random::<u32>().into(), address: settings.rtp_public_ip(), port };
-            let request = DialRequest {
-                target,
-                caller,
-                caller_name,
-                sdp_offer: offer.to_sdp(),
-                ring_timeout: Duration::from_secs(settings.sip.ring_timeout_seconds.into()),
-                headers,
-            };
-            let (progress_tx, mut progress) = mpsc::channel(16);
-            let progress_me = me.clone();
-            tokio::spawn(async move {
-                while let Some(Progress::Ringing { contact }) = progress.recv().await {
-                    progress_me.do_send(CallMsg::Ringing { contact });
-                }
-            });
-            let outcome = tokio::select! {
-                outcome = leg::dial(&deps.sip, request, Some(progress_tx)) => outcome,
-                // Dropping the dial cancels every fork (CANCEL; a late 200 gets ACK and BYE).
-                _ = &mut stop => return,
-            };
-            let mut answered = match outcome {
-                LegOutcome::Answered(a) => a,
-                LegOutcome::Busy => return me.do_send(CallMsg::PhoneFailed { failure: RingFailure::Busy, label: "busy", detail: None }),
-                LegOutcome::Rejected { code, reason } => {
-                    let detail = Some(format!("{code} {reason}"));
-                    return me.do_send(CallMsg::PhoneFailed { failure: RingFailure::Declined(code), label: "rejected", detail });
-                }
-                LegOutcome::NoAnswer => return me.do_send(CallMsg::PhoneFailed { failure: RingFailure::NoAnswer, label: "no_answer", detail: None }),
-                LegOutcome::Failed(e) => {
-                    let detail = Some(e.to_string());
-                    return me.do_send(CallMsg::PhoneFailed { failure: RingFailure::Unreachable, label: "failed", detail });
-                }
-            };
-            let audio = &answered.audio;
-            let media = PhoneMedia {
-                rtp,
-                rtcp,
-                remote_rtp: audio.remote_rtp,
-                remote_rtcp: audio.remote_rtcp,
-                codec: audio.codec,
-                dtmf_pt: audio.dtmf_pt,
-            };
-            me.do_send(CallMsg::PhoneAnswered { contact: answered.contact.clone(), media });
-            tokio::select! {
-                end = answered.wait_end() => {
-                    if end == LegEnd::Terminated {
-                        tracing::info!("phone dialog ended without BYE");
-                    }
-                    me.do_send(CallMsg::PhoneHungUp);
-                }
-                _ = &mut stop => answered.hangup().await,
-            }
+    /// Starts ringing `group`: availability first (registrations are async), then the engine.
+    fn ring(&mut self, group: GroupName, me: Addr<CallActor>) {
+        self.close_ring_records();
+        self.rings += 1;
+        let id = self.rings;
+        self.ring = Some(GroupRing::new(id, group.clone()));
+        // The checker makes sure every group a route names exists; should one not, it rings
+        // nobody and the route takes its no-answer branch.
+        let flat = self.plan.ring_group(&group).unwrap_or_else(|| {
+            tracing::error!(%group, "the route rings a group the plan does not have");
+            RingGroup { name: group.clone(), ..empty_group() }
         });
+        let now = jiff::Timestamp::now();
+        let members: Vec<(MemberTarget, bool)> = flat.members.iter().map(|m| (m.target.clone(), self.plan.in_hours(&group, &m.target, now))).collect();
+        let (presence, deps) = (self.deps.presence.clone(), self.deps.clone());
+        self.deps.media_rt.spawn(async move {
+            let snapshot = presence.snapshot(&members, &deps.sip).await;
+            me.do_send(CallMsg::Snapshot { ring: id, group: flat, snapshot });
+        });
+    }
+
+    fn start_ring(&mut self, id: u32, group: RingGroup, snapshot: AvailabilitySnapshot, ctx: &mut Context<Self>) {
+        let Some(ring) = self.ring.as_mut().filter(|r| r.id == id && !r.is_started() && !r.over) else { return };
+        let now = Instant::now();
+        let seed = rand::random();
+        let run = self.deps.presence.with_memory(|memory| RingRun::start(&group, &snapshot, memory, now, seed));
+        for s in run.skipped() {
+            tracing::info!(member = %ringing::target_text(&s.target), reason = ?s.reason, group = %group.name, "member skipped");
+        }
+        ring.start(run);
+        self.drive_ring(ctx);
+    }
+
+    /// Carries out what the ring engine says and hands its news to the call machine.
+    fn drive_ring(&mut self, ctx: &mut Context<Self>) {
+        let dial = self.dial_template();
+        let Some(ring) = self.ring.as_mut() else { return };
+        let me = ctx.address();
+        let sink: LegSink = Arc::new(move |report| me.do_send(CallMsg::Leg(report)));
+        let (deadline, news) = ring.drive(&self.deps, &dial, &sink);
+        if let Some(h) = self.ring_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = deadline {
+            let id = ring.id;
+            let wait = at.saturating_duration_since(Instant::now());
+            self.ring_timer = Some(ctx.run_later(wait, move |act, ctx| {
+                act.ring_timer = None;
+                if let Some(ring) = act.ring.as_mut().filter(|r| r.id == id) {
+                    ring.timeout(Instant::now());
+                    act.drive_ring(ctx);
+                }
+            }));
+        }
+        self.ring_news(news, ctx);
+    }
+
+    fn ring_news(&mut self, news: RingNews, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let event = match news {
+            RingNews::Quiet => return,
+            RingNews::Ringing => Event::Ringing,
+            RingNews::Answered { target, contact, media, stop } => {
+                tracing::info!(%contact, member = %ringing::target_text(&target), "phone answered");
+                self.deps.presence.call_started(&target);
+                self.answered_target = Some(target);
+                self.answered_by = Some(contact);
+                self.phone_media = Some(media);
+                self.phone_stop = Some(stop);
+                Event::PhoneAnswered
+            }
+            RingNews::Failed(outcome) => {
+                tracing::info!(?outcome, "the group did not answer");
+                let failure = ringing::ring_failure(&outcome);
+                self.close_ring(ctx);
+                Event::PhoneFailed(failure)
+            }
+            RingNews::HungUp => {
+                self.phone_stop = None;
+                Event::PhoneHungUp
+            }
+        };
+        self.machine.handle(now, event);
+        self.drive(ctx);
+    }
+
+    /// The ring is over unanswered (or cancelled): its legs are dropped (CANCEL or BYE for any
+    /// still alive) and its record lines kept.
+    fn close_ring(&mut self, ctx: &mut Context<Self>) {
+        if self.ring.as_ref().is_some_and(|r| r.over || !r.is_started()) {
+            if let Some(h) = self.ring_timer.take() {
+                ctx.cancel_future(h);
+            }
+            self.close_ring_records();
+        }
+    }
+
+    fn close_ring_records(&mut self) {
+        if let Some(ring) = self.ring.take() {
+            self.legs.extend(ring.records.iter().cloned());
+            // An answered ring stays referenced by its winner's stop handle, held in
+            // `phone_stop`; dropping the rest ends their legs.
+            drop(ring);
+        }
+    }
+
+    fn dial_template(&self) -> DialTemplate {
+        // The desk phone shows who calls: the WhatsApp profile name and number (the user part).
+        DialTemplate {
+            caller: self.connect.from.to_string(),
+            caller_name: self.connect.caller_name.clone(),
+            headers: self.invite_headers(),
+            ring_timeout: Duration::from_secs(self.deps.settings.whatsapp.answer_window_seconds.into()) + Duration::from_secs(30),
+        }
     }
 
     /// What travels with the INVITE for a PBX or phone to show or route on: the call, the
@@ -352,10 +431,17 @@ impl CallActor {
     }
 
     fn finish(&mut self, summary: Summary, ctx: &mut Context<Self>) {
+        if let Some(target) = self.answered_target.take() {
+            self.deps.presence.call_ended(&target, Instant::now());
+        }
+        if let Some(ring) = &mut self.ring {
+            ring.answered_call_ended();
+        }
+        self.close_ring_records();
         let record = self.record(&summary);
         tracing::info!(
-            call_id = %record.call_id, outcome = %record.outcome, reason = ?record.reason,
-            ended_by = %record.ended_by, talk_seconds = record.talk_seconds(), "call ended"
+            call_id = %record.call_id, outcome = %record.outcome, reason = ?record.reason, route = ?record.route,
+            callback = record.callback.is_some(), ended_by = %record.ended_by, talk_seconds = record.talk_seconds(), "call ended"
         );
         let store = self.deps.store.clone();
         let on_end = self.on_end.clone();
@@ -374,36 +460,13 @@ impl CallActor {
             let at = if t >= i0 { w0 + (t - i0) } else { w0 - (i0 - t) };
             at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
         };
-        let (outcome, reason) = match s.outcome {
-            Outcome::Answered => ("answered", None),
-            Outcome::Missed(r) => ("missed", Some(match r {
-                MissedReason::CallerHungUp => "caller_hung_up".to_owned(),
-                MissedReason::CallerHungUpAsAnswered => "caller_hung_up_as_answered".to_owned(),
-                MissedReason::NoAnswer => "no_answer".to_owned(),
-                MissedReason::Unreachable => "unreachable".to_owned(),
-            })),
-            Outcome::Rejected(RingFailure::Busy) => ("rejected", Some("busy".to_owned())),
-            Outcome::Rejected(RingFailure::Declined(code)) => ("rejected", Some(format!("declined_{code}"))),
-            Outcome::Rejected(other) => ("rejected", Some(format!("{other:?}").to_lowercase())),
-            Outcome::Failed(f) => ("failed", Some(match f {
-                Failure::Answer => "webrtc_answer".to_owned(),
-                Failure::PreAccept(_) => "pre_accept".to_owned(),
-                Failure::Accept(_) => "accept".to_owned(),
-                Failure::Media => "media".to_owned(),
-                Failure::Aborted => "aborted".to_owned(),
-            })),
-        };
+        let (outcome, reason) = outcome_text(s.outcome);
         let ended_by = match s.ended_by {
             EndedBy::Caller => "caller",
             EndedBy::Phone => "phone",
             EndedBy::Media => "media",
             EndedBy::Gateway => "gateway",
         };
-        // An answer or a failure already set the leg's outcome; a leg that only rang was cancelled.
-        let mut leg = self.leg.clone();
-        if leg.outcome == "not_rung" && !leg.rang.is_empty() {
-            leg.outcome = "cancelled".into();
-        }
         CallRecord {
             call_id: self.connect.call_id.clone(),
             direction: CallDirection::Inbound,
@@ -416,12 +479,42 @@ impl CallActor {
             answered_at: s.answered_at.map(wall),
             ended_at: wall(s.ended_at),
             outcome: outcome.into(),
+            missed: s.outcome.is_missed(),
+            route: self.route.clone(),
+            callback: s.callback.then(|| CallbackRequest { requested_at: wall(s.ended_at), status: "pending".into() }),
             reason,
             meta_error_code: self.meta_error_code,
             ended_by: ended_by.into(),
             answered_by: self.answered_by.clone(),
-            legs: vec![leg],
+            legs: self.legs.clone(),
         }
+    }
+}
+
+/// The record's outcome and reason words.
+fn outcome_text(o: Outcome) -> (&'static str, Option<String>) {
+    match o {
+        Outcome::Answered => ("answered", None),
+        Outcome::Announced => ("announced", None),
+        Outcome::Missed(r) => ("missed", Some(match r {
+            MissedReason::CallerHungUp => "caller_hung_up",
+            MissedReason::CallerHungUpAsAnswered => "caller_hung_up_as_answered",
+            MissedReason::NoAnswer => "no_answer",
+            MissedReason::Unreachable => "unreachable",
+            MissedReason::Callback => "callback",
+        }.to_owned())),
+        Outcome::Rejected(RingFailure::Busy) => ("rejected", Some("busy".to_owned())),
+        Outcome::Rejected(RingFailure::Declined(code)) => ("rejected", Some(format!("declined_{code}"))),
+        Outcome::Rejected(other) => ("rejected", Some(format!("{other:?}").to_lowercase())),
+        Outcome::RejectedByPlan => ("rejected", Some("dialplan".to_owned())),
+        Outcome::NoRoute => ("rejected", Some("no_route".to_owned())),
+        Outcome::Failed(f) => ("failed", Some(match f {
+            Failure::Answer => "webrtc_answer",
+            Failure::PreAccept(_) => "pre_accept",
+            Failure::Accept(_) => "accept",
+            Failure::Media => "media",
+            Failure::Aborted => "aborted",
+        }.to_owned())),
     }
 }
 
@@ -439,8 +532,11 @@ impl Actor for CallActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         tracing::info!(
             call_id = %self.connect.call_id, from = %self.connect.from, name = ?self.connect.caller_name,
-            to = %self.number.display_number, target = %self.number.target, "WhatsApp call offered"
+            to = %self.number.display_number, route = ?self.route, "WhatsApp call offered"
         );
+        if self.route.is_none() {
+            tracing::warn!(call_id = %self.connect.call_id, "no dialplan route matches the call; rejecting it");
+        }
         self.drive(ctx);
     }
 }
@@ -471,29 +567,21 @@ impl Handler<CallMsg> for CallActor {
                 self.meta_error_code = f.code;
                 Event::AcceptFailed(f)
             }
-            CallMsg::Ringing { contact } => {
-                if !self.leg.rang.contains(&contact) {
-                    self.leg.rang.push(contact);
+            CallMsg::Snapshot { ring, group, snapshot } => return self.start_ring(ring, group, snapshot, ctx),
+            CallMsg::Leg(LegReport { ring, leg, what }) => {
+                let Some(current) = self.ring.as_mut().filter(|r| r.id == ring) else {
+                    // A leg of a ring that is over: dropping the report drops nothing we hold;
+                    // its task already lost its stop handle and ends its dialog by itself.
+                    tracing::debug!(ring, ?leg, "report from a finished ring");
+                    return;
+                };
+                let (drive, news) = current.report(now, leg, what);
+                if drive {
+                    self.drive_ring(ctx);
+                } else {
+                    self.ring_news(news, ctx);
                 }
-                Event::Ringing
-            }
-            CallMsg::PhoneAnswered { contact, media } => {
-                tracing::info!(%contact, "phone answered");
-                self.leg.outcome = "answered".into();
-                self.answered_by = Some(contact);
-                self.phone_media = Some(media);
-                Event::PhoneAnswered
-            }
-            CallMsg::PhoneFailed { failure, label, detail } => {
-                tracing::info!(outcome = label, ?detail, "phone did not answer");
-                self.phone_stop = None;
-                self.leg.outcome = label.into();
-                self.leg.detail = detail;
-                Event::PhoneFailed(failure)
-            }
-            CallMsg::PhoneHungUp => {
-                self.phone_stop = None;
-                Event::PhoneHungUp
+                return;
             }
             CallMsg::Bridge(e) => match e {
                 BridgeEvent::WebRtcFailed { reason } => {
@@ -504,6 +592,7 @@ impl Handler<CallMsg> for CallActor {
                     tracing::warn!(?side, "no media");
                     Event::MediaFailed
                 }
+                BridgeEvent::PlayFinished => Event::PlayFinished,
                 other => {
                     tracing::debug!(event = ?other, "media");
                     return;
@@ -514,5 +603,16 @@ impl Handler<CallMsg> for CallActor {
         };
         self.machine.handle(now, event);
         self.drive(ctx);
+    }
+}
+
+fn empty_group() -> RingGroup {
+    RingGroup {
+        name: GroupName::new(""),
+        strategy: crate::routing::ring::Strategy::Simultaneous,
+        members: Vec::new(),
+        ring_timeout: Duration::ZERO,
+        skip_busy: false,
+        allow_call_waiting: false,
     }
 }

@@ -4,4 +4,5 @@
 pub mod actor;
 pub mod machine;
 pub mod registry;
+pub mod ringing;
 pub mod test_ring;

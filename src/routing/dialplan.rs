@@ -469,6 +469,7 @@ fn check_sources(dir: &Path, sources: &[Source], options: &CheckOptions<'_>) -> 
 }
 
 mod compile;
+pub mod implicit;
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,6 +4,8 @@
 //! checks the dialplan files and picks a call's route. Availability tracking comes next.
 
 pub mod dialplan;
+pub mod live;
+pub mod presence;
 pub mod ring;
 pub mod schedule;
 pub mod simulate;

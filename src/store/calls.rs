@@ -18,16 +18,35 @@ pub enum CallDirection {
     Outbound,
 }
 
-/// One phone or trunk we rang for the call, and how that ended.
+/// One ring-group member we rang (or skipped) for the call, and how that ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegAttempt {
     /// The dial target (`1001`, `2001@pbx`).
     pub target: String,
+    /// The ring group it rang in.
+    #[serde(default)]
+    pub group: Option<String>,
     /// Contacts that rang.
     pub rang: Vec<String>,
-    /// `answered`, `busy`, `rejected`, `no_answer`, `failed`, `cancelled`.
+    /// `answered`, `busy`, `rejected`, `no_answer`, `failed`, `cancelled`, or `skipped`.
     pub outcome: String,
+    /// The SIP status or error, or why it was skipped (`dnd`, `busy`, `not_registered`...).
     pub detail: Option<String>,
+    /// Unix milliseconds of its INVITE (none when skipped).
+    #[serde(default)]
+    pub invited_at: Option<u64>,
+    #[serde(default)]
+    pub ended_at: Option<u64>,
+}
+
+/// The route asked for the caller to be called back. Placing the callback comes later; the
+/// request is kept so a list of pending callbacks can be built from the records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackRequest {
+    /// Unix milliseconds.
+    pub requested_at: u64,
+    /// `pending` until callbacks are placed.
+    pub status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,8 +63,17 @@ pub struct CallRecord {
     pub ringing_at: Option<u64>,
     pub answered_at: Option<u64>,
     pub ended_at: u64,
-    /// `answered`, `missed`, `rejected`, `failed`.
+    /// `answered`, `announced` (accepted to play a recording, no agent), `missed`, `rejected`,
+    /// `failed`.
     pub outcome: String,
+    /// No agent talked to the caller: everything but `answered`.
+    #[serde(default)]
+    pub missed: bool,
+    /// The dialplan route that took the call.
+    #[serde(default)]
+    pub route: Option<String>,
+    #[serde(default)]
+    pub callback: Option<CallbackRequest>,
     /// Why, in a word: `caller_hung_up`, `no_answer`, `busy`, `declined_603`, `accept`...
     pub reason: Option<String>,
     /// Meta's error code when a Graph action failed.
@@ -112,15 +140,21 @@ mod tests {
             answered_at: Some(offered_at + 5000),
             ended_at: offered_at + 65_000,
             outcome: "answered".into(),
+            missed: false,
+            route: Some("support".into()),
+            callback: None,
             reason: None,
             meta_error_code: None,
             ended_by: "phone".into(),
             answered_by: Some("sip:1001@127.0.0.1:5062".into()),
             legs: vec![LegAttempt {
                 target: "1001".into(),
+                group: Some("support".into()),
                 rang: vec!["sip:1001@127.0.0.1:5062".into()],
                 outcome: "answered".into(),
                 detail: None,
+                invited_at: Some(offered_at + 20),
+                ended_at: Some(offered_at + 65_000),
             }],
         }
     }

@@ -7,7 +7,7 @@
 
 mod calls;
 
-pub use calls::{CallDirection, CallRecord, LegAttempt};
+pub use calls::{CallDirection, CallRecord, CallbackRequest, LegAttempt};
 
 use crate::ids::UserName;
 use serde::{Deserialize, Serialize};

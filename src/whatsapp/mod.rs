@@ -26,7 +26,6 @@ pub use webhook::{server, WebhookConfig, WebhookError, WebhookServer};
 
 use crate::config::Settings;
 use crate::ids::PhoneNumberId;
-use crate::sip::leg::DialTarget;
 use std::collections::BTreeMap;
 
 /// One configured business number (`[[whatsapp.numbers]]`).
@@ -34,8 +33,6 @@ use std::collections::BTreeMap;
 pub struct BusinessNumber {
     pub phone_number_id: PhoneNumberId,
     pub display_number: String,
-    /// Who rings for its calls, until dialplans exist.
-    pub target: DialTarget,
 }
 
 /// The configured business numbers, by Meta's id.
@@ -52,9 +49,7 @@ impl Numbers {
                 .iter()
                 .map(|n| {
                     let id = PhoneNumberId::new(&n.phone_number_id);
-                    // Settings::validate refuses any target that does not parse.
-                    let target = n.dial_target().expect("validated target");
-                    (id.clone(), BusinessNumber { phone_number_id: id, display_number: n.display_number.clone(), target })
+                    (id.clone(), BusinessNumber { phone_number_id: id, display_number: n.display_number.clone() })
                 })
                 .collect(),
         )
