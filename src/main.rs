@@ -26,7 +26,8 @@ struct Cli {
 enum Command {
     /// Run the gateway: SIP registrar and trunks, media, and the admin API.
     Serve,
-    /// Check the configuration file and print every problem; exit status 2 if any.
+    /// Check the configuration file (and the dialplan folder it names) and print every
+    /// problem; exit status 2 if any.
     Check,
     /// Ring a phone through the running gateway, to test it: plays a tone (or a file),
     /// records what the phone sends, and reports what it heard.
@@ -121,6 +122,18 @@ enum DialplanCommand {
         #[arg(long)]
         unavailable: Vec<String>,
     },
+    /// Show the plan the running gateway routes by, and the last edit it refused.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Make the running gateway check its dialplan folder now and switch to it if it is valid
+    /// (it also reloads by itself when a file changes, and on SIGHUP). Exits 2 and prints
+    /// every problem if the edit is refused; calls keep routing by the running plan.
+    Reload {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -152,7 +165,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check => {
             println!("configuration is valid");
-            ExitCode::SUCCESS
+            if settings.routing.dialplan_dir.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            // The plan `serve` would refuse to start with is part of the configuration.
+            let dir = PathBuf::from(&settings.routing.dialplan_dir);
+            ExitCode::from(whatsip::routing::dialplan::check_command(&dir, Some(&settings)))
         }
         Command::Serve => {
             whatsip::logging::init(&settings.log);
@@ -273,7 +291,49 @@ fn main() -> ExitCode {
             let given = cli.config.is_some().then_some(&settings);
             ExitCode::from(whatsip::routing::simulate::simulate_command(&dir, given, &call))
         }
+        Command::Dialplan { command: DialplanCommand::Status { api } } => finish((|| {
+            let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
+            let status = runtime()?.block_on(client.dialplan_status())?;
+            print_plan_status(&status);
+            Ok(true)
+        })()),
+        Command::Dialplan { command: DialplanCommand::Reload { api } } => {
+            let result = (|| -> anyhow::Result<Result<whatsip::routing::live::PlanStatus, Vec<String>>> {
+                let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
+                Ok(runtime()?.block_on(client.dialplan_reload())?)
+            })();
+            match result {
+                Ok(Ok(status)) => {
+                    println!("dialplan reloaded");
+                    print_plan_status(&status);
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(problems)) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    eprintln!("whatsip: the edit is refused; calls keep routing by the running plan");
+                    ExitCode::from(2)
+                }
+                Err(e) => finish(Err(e)),
+            }
+        }
         Command::Sandbox { command } => finish(whatsip::sandbox::cli::run(&settings, command).map_err(anyhow::Error::from)),
+    }
+}
+
+fn print_plan_status(status: &whatsip::routing::live::PlanStatus) {
+    let dir = if status.dir.is_empty() { "none (each number rings its target)" } else { status.dir.as_str() };
+    println!("dialplan folder: {dir}");
+    println!("loaded: {} UTC ({} load{} since start)", utc(status.loaded_at), status.loads, if status.loads == 1 { "" } else { "s" });
+    for r in &status.routes {
+        println!("  {r}");
+    }
+    if let Some(refused) = &status.refused {
+        println!("last edit refused at {} UTC:", utc(refused.at));
+        for p in &refused.problems {
+            println!("  {p}");
+        }
     }
 }
 

@@ -61,12 +61,36 @@ impl ApiClient {
         self.send(self.http.get(format!("{}/api/trunks", self.base))).await
     }
 
+    pub async fn dialplan_status(&self) -> Result<crate::routing::live::PlanStatus, ClientError> {
+        self.send(self.http.get(format!("{}/api/dialplan", self.base))).await
+    }
+
+    /// Ok with the new status, or the problems that kept the running plan.
+    pub async fn dialplan_reload(&self) -> Result<Result<crate::routing::live::PlanStatus, Vec<String>>, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/dialplan/reload", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        if resp.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+            let refused: super::dialplan::ReloadRefused = resp.json().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            return Ok(Err(refused.problems));
+        }
+        self.finish(resp).await.map(Ok)
+    }
+
     async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
         let resp = req
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        self.finish(resp).await
+    }
+
+    async fn finish<T: serde::de::DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ClientError> {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
         if status == reqwest::StatusCode::UNAUTHORIZED {

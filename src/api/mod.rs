@@ -3,6 +3,7 @@
 //! lock and the phones' registrations, so a second process could not do their work.
 
 pub mod client;
+pub mod dialplan;
 
 use crate::call::test_ring::{self, RingRequest};
 use crate::media::ports::PortPool;
@@ -22,6 +23,7 @@ pub struct ApiState {
     pub media_rt: tokio::runtime::Handle,
     pub token: Arc<str>,
     pub store: crate::store::Store,
+    pub plan: Arc<crate::routing::live::LivePlan>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,6 +94,8 @@ pub async fn serve(state: ApiState, listen: SocketAddr) -> std::io::Result<()> {
             .route("/api/trunks", web::get().to(trunks))
             .route("/api/ring", web::post().to(ring))
             .route("/api/calls", web::get().to(calls))
+            .route("/api/dialplan", web::get().to(dialplan::status))
+            .route("/api/dialplan/reload", web::post().to(dialplan::reload))
             .default_service(web::to(|| async { HttpResponse::NotFound().json(ApiError { error: "no such endpoint".into() }) }))
     })
     .workers(1)
@@ -101,7 +105,7 @@ pub async fn serve(state: ApiState, listen: SocketAddr) -> std::io::Result<()> {
 }
 
 /// The 401 to send, unless the request carries the right bearer token.
-fn unauthorized(req: &HttpRequest, state: &ApiState) -> Option<HttpResponse> {
+pub(crate) fn unauthorized(req: &HttpRequest, state: &ApiState) -> Option<HttpResponse> {
     let given = req
         .headers()
         .get("authorization")
