@@ -183,6 +183,13 @@ impl Gateway {
         self.spawn();
     }
 
+    /// Sends a signal (`HUP`, `TERM`...) to the running gateway, as `kill -s` would.
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg("-s").arg(name).arg(c.id().to_string()).status();
+        }
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
     }
