@@ -12,11 +12,14 @@
 //! - Timeout: a WhatsApp side quiet for longer than a shortened `wa_media_timeout` is
 //!   reported, while the phone keeps getting packets; a digit for a phone without
 //!   telephone-event is reported as dropped.
+//! - Announcement: with no phone at all, a 2 s 440 Hz `Play` after accept is what WaPeer
+//!   hears, `PlayFinished` comes when it has been sent, and comfort noise follows with no gap.
 //!
 //! The tests take turns (`SERIAL`): their gap checks are about the bridge, not about two
 //! calls fighting over this machine's two cores.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -640,4 +643,90 @@ async fn whatsapp_going_quiet_is_reported_while_the_phone_still_gets_packets() {
         "{:?}",
         report.sent
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_with_no_phone_is_heard_then_comfort_noise_follows_without_a_gap() {
+    let _turn = SERIAL.lock().await;
+    init_tracing();
+    // The user says nothing: all WaPeer hears is what the bridge makes.
+    let (peer, mut bridge) = call(WaPeerConfig::default(), BridgeSettings::default()).await;
+    bridge.commands.send(BridgeCommand::Accept).await.unwrap();
+    peer.unmute().unwrap();
+    sleep(Duration::from_millis(500)).await;
+
+    const SECONDS: f32 = 2.0;
+    let announcement: Arc<[i16]> = sine(PHONE_HZ, 8000, SECONDS, 0.3).into();
+    let played = peer.elapsed();
+    let play_sent = Instant::now();
+    bridge
+        .commands
+        .send(BridgeCommand::Play(announcement))
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    let took = timeout(STEP, async {
+        loop {
+            match bridge.events.recv().await {
+                Some(BridgeEvent::PlayFinished) => return play_sent.elapsed(),
+                Some(e) => events.push(e),
+                None => panic!("bridge ended first: {events:?}"),
+            }
+        }
+    })
+    .await
+    .expect("PlayFinished within 10 s");
+    let finished = peer.elapsed();
+    sleep(Duration::from_secs(1)).await;
+    let end = peer.elapsed();
+    let (stats, more, report) = end_call(bridge, peer).await;
+    events.extend(more);
+    eprintln!(
+        "PlayFinished {took:?} after Play\nbridge stats: {stats:?}\nbridge events: {events:?}"
+    );
+
+    // 100 frames on the 20 ms tick: two seconds, give or take the first tick's phase and a
+    // busy machine's lateness (the core catches late ticks up rather than stretching audio).
+    assert!(
+        (Duration::from_millis(1950)..=Duration::from_millis(2600)).contains(&took),
+        "PlayFinished {took:?} after a 2 s announcement"
+    );
+    assert_eq!(stats.wa_announcement_frames, 100, "{stats:?}");
+    assert!(
+        !events.contains(&BridgeEvent::PlayFinished),
+        "PlayFinished twice: {events:?}"
+    );
+    assert_no_media_timeout(&events);
+
+    let rx = &report.heard;
+    let first = rx.first_audio().expect("WaPeer heard audio after accept");
+    assert!(first < played, "comfort noise before the announcement");
+    let gap = rx.largest_gap(first, end);
+    eprintln!("largest gap at WaPeer: {gap:?}");
+    assert!(gap <= MAX_GAP, "WaPeer waited {gap:?} for a packet");
+    let heard = rx.pcm_between(played + Duration::from_millis(300), finished);
+    assert!(
+        heard.len() >= rx.rate as usize * 3 / 2,
+        "only {} samples of the announcement",
+        heard.len()
+    );
+    assert_tone("WaPeer heard the announcement", heard, rx.rate, PHONE_HZ);
+    for (what, from, to) in [
+        ("before", first + Duration::from_millis(100), played),
+        ("after", finished + Duration::from_millis(200), end),
+    ] {
+        let quiet = rx.pcm_between(from, to);
+        let level = rms_dbfs(quiet);
+        eprintln!("WaPeer {what} the announcement: {level:.1} dBFS");
+        assert!(
+            quiet.len() >= rx.rate as usize / 4,
+            "{what}: {} samples",
+            quiet.len()
+        );
+        assert!(
+            level < -50.0,
+            "{what}: {level:.1} dBFS is not comfort noise"
+        );
+        assert!(quiet.iter().any(|&s| s != 0), "{what}: digital silence");
+    }
 }

@@ -183,6 +183,28 @@ fn steady_state_media_path_does_not_allocate() {
 }
 
 #[test]
+fn announcement_frames_do_not_allocate() {
+    // What the bridge does with `BridgeCommand::Play`: 20 ms slices of the shared samples,
+    // read in place, straight into the encoder; 20.01 s, so the last slice is a short one.
+    let samples: std::sync::Arc<[i16]> = sine(440.0, 8000, 20.01, 0.3).into();
+    let mut tx = G711ToOpus::new(G711::Pcmu, EncodeConfig::default()).unwrap();
+    tx.frame_linear(&samples[..160]).unwrap();
+    let (frames, allocations) = count(|| {
+        let mut frames = 0;
+        for chunk in samples.chunks(160) {
+            assert!(!tx.frame_linear(chunk).unwrap().is_empty());
+            frames += 1;
+        }
+        frames
+    });
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in {frames} frames"
+    );
+    assert_eq!(frames, 1001);
+}
+
+#[test]
 fn the_counter_does_count() {
     let (v, allocations) = count(|| std::hint::black_box(vec![1u8; 10]));
     drop(v);

@@ -6,12 +6,24 @@
 //! shell (STYLE §1): every input becomes a core call with `now`, then `poll_output` is drained
 //! and its commands carried out, then it sleeps until the next packet or the core's deadline.
 //!
+//! Announcements: [`BridgeCommand::Play`] hands over 8 kHz mono PCM (a WAV a dialplan plays,
+//! e.g. "we are closed, we will call you back", with or without a phone attached). It goes to
+//! WhatsApp 20 ms per tick through the same Opus encoder as the phone's audio, in place of it,
+//! the last frame padded with silence; then [`BridgeEvent::PlayFinished`], and the next tick is
+//! the phone or comfort noise again, so Meta never sees a gap (calling API doc §8.5). A Play
+//! before [`BridgeCommand::Accept`] waits for it (§8.1); a second Play replaces the first. The
+//! phone, if any, keeps hearing WhatsApp; what it says meanwhile is not sent, though a key it
+//! presses still is (RFC 4733 takes the tick's slot, as it would from the phone's audio).
+//!
 //! Allocation: none of our own per packet. Buffers are fields; the DTMF queues are reserved up
-//! front. What allocates per packet is webrtc-rs: its `IncomingRtp::payload` `Bytes` and the
-//! `rtp::Packet` it builds inside `send_audio`/`send_dtmf`, plus SRTP.
+//! front; an announcement is read in place from the `Arc` it came in. What allocates per packet
+//! is webrtc-rs: its `IncomingRtp::payload` `Bytes` and the `rtp::Packet` it builds inside
+//! `send_audio`/`send_dtmf`, plus SRTP.
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::UdpSocket;
@@ -67,6 +79,9 @@ pub enum BridgeCommand {
     AttachPhone(PhoneMedia),
     /// Meta's accept returned 200 OK: audio may now flow to WhatsApp.
     Accept,
+    /// Play this 8 kHz mono PCM to WhatsApp instead of the phone, replacing any announcement
+    /// still playing; [`BridgeEvent::PlayFinished`] when it has all gone. Waits for `Accept`.
+    Play(Arc<[i16]>),
     /// Hold/transfer: silence to the phone, comfort noise to WhatsApp.
     Unbridge,
     /// From now on, hand what each side hears to this tap (replacing any earlier one).
@@ -80,6 +95,10 @@ impl std::fmt::Debug for BridgeCommand {
         match self {
             BridgeCommand::AttachPhone(media) => f.debug_tuple("AttachPhone").field(media).finish(),
             BridgeCommand::Accept => f.write_str("Accept"),
+            BridgeCommand::Play(samples) => f
+                .debug_tuple("Play")
+                .field(&format_args!("{} samples", samples.len()))
+                .finish(),
             BridgeCommand::Unbridge => f.write_str("Unbridge"),
             BridgeCommand::Record(_) => f.write_str("Record"),
             BridgeCommand::StopRecording => f.write_str("StopRecording"),
@@ -104,6 +123,8 @@ pub struct BridgeStats {
     pub wa_rtcp_keepalives_sent: u64,
     /// Ticks after accept with no fresh phone frame: comfort noise went instead.
     pub wa_comfort_noise_frames: u64,
+    /// Announcement frames encoded for WhatsApp (a DTMF packet may take one's place).
+    pub wa_announcement_frames: u64,
     pub wa_decode_errors: u64,
     pub phone_packets_received: u64,
     /// Wrong source after latching, unknown PT, malformed, or not 20 ms of G.711.
@@ -189,6 +210,8 @@ struct Bridge {
     core: BridgeCore,
     events: mpsc::Sender<BridgeEvent>,
     phone: Option<Phone>,
+    /// What `Play` gave, until the core says it has finished or another replaces it.
+    announcement: Option<Announcement>,
     /// For the phone's G.711 law; PCMU until a phone attaches (comfort noise needs an encoder
     /// even then, and its law does not matter for it).
     codecs: Codecs,
@@ -230,6 +253,7 @@ impl Bridge {
             core,
             events,
             phone: None,
+            announcement: None,
             codecs: Codecs::new(G711::Pcmu, config.encode, config.decode),
             jitter: JitterBuffer::new(JitterConfig::default()),
             wa_dtmf_rx: DtmfReceiver::new(),
@@ -320,6 +344,12 @@ impl Bridge {
                 self.core.phone_answered(now)
             }
             BridgeCommand::Accept => self.core.accept(now),
+            BridgeCommand::Play(samples) => {
+                let announcement = Announcement::new(samples);
+                let frames = announcement.frames();
+                self.announcement = Some(announcement);
+                self.core.play(now, frames)
+            }
             BridgeCommand::Unbridge => self.core.unbridge(now),
             BridgeCommand::Record(tap) => {
                 self.stop_recording();
@@ -463,8 +493,10 @@ impl Bridge {
                 Err(e) => tracing::debug!(error = %e, "RTCP keep-alive to WhatsApp"),
             },
             Command::Event(e) => {
-                if e == BridgeEvent::Ended {
-                    self.ended = true;
+                match e {
+                    BridgeEvent::Ended => self.ended = true,
+                    BridgeEvent::PlayFinished => self.announcement = None,
+                    _ => {}
                 }
                 send_event(&self.events, e);
             }
@@ -474,6 +506,12 @@ impl Bridge {
     async fn send_to_whatsapp(&mut self, kind: ToWhatsApp) {
         let ts = self.wa_timestamp;
         self.wa_timestamp = ts.wrapping_add(RTP_TIMESTAMP_STEP);
+        // Taken even when a digit below takes this tick: the core counts an announcement in
+        // ticks, and it must run out here when the core says it has.
+        let announced = match (kind, self.announcement.as_mut()) {
+            (ToWhatsApp::Announcement, Some(a)) => Some(a.advance()),
+            _ => None,
+        };
         if self.wa_dtmf_tx.is_none() && self.leg.dtmf_pt().is_none() {
             while let Some(d) = self.wa_dtmf_queue.pop_front() {
                 self.dtmf_not_relayed(Side::Phone, d);
@@ -504,11 +542,17 @@ impl Bridge {
             (ToWhatsApp::AudioFromPhone, Some(p)) => p.jitter.pop(Instant::now()),
             _ => JitterFrame::Empty,
         };
-        let encoded = match frame {
+        let encoded = match (announced, &self.announcement, frame) {
+            (Some(range), Some(a), _) => {
+                self.stats.wa_announcement_frames += 1;
+                encoder.frame_linear(&a.samples[range])
+            }
             // Cannot fail: the buffer takes only `G711_FRAME`-byte payloads (PHONE_JITTER).
-            JitterFrame::Packet(bytes) => encoder.frame(Some(bytes.try_into().expect("20 ms"))),
-            JitterFrame::Lost { .. } => encoder.conceal(),
-            JitterFrame::Empty => {
+            (_, _, JitterFrame::Packet(bytes)) => {
+                encoder.frame(Some(bytes.try_into().expect("20 ms")))
+            }
+            (_, _, JitterFrame::Lost { .. }) => encoder.conceal(),
+            (_, _, JitterFrame::Empty) => {
                 self.stats.wa_comfort_noise_frames += 1;
                 encoder.frame(None)
             }
@@ -686,6 +730,30 @@ impl Bridge {
     }
 }
 
+/// An announcement on its way to WhatsApp: the samples, read in place, and how far they got.
+struct Announcement {
+    samples: Arc<[i16]>,
+    next: usize,
+}
+
+impl Announcement {
+    fn new(samples: Arc<[i16]>) -> Self {
+        Announcement { samples, next: 0 }
+    }
+
+    /// Ticks it lasts; the last one may be partly silence.
+    fn frames(&self) -> usize {
+        self.samples.len().div_ceil(G711_FRAME)
+    }
+
+    /// The next 20 ms of samples (fewer at the end, none past it), now used up.
+    fn advance(&mut self) -> Range<usize> {
+        let start = self.next;
+        self.next = (start + G711_FRAME).min(self.samples.len());
+        start..self.next
+    }
+}
+
 struct Codecs {
     law: G711,
     encode: EncodeConfig,
@@ -774,6 +842,23 @@ mod tests {
         assert_eq!(ticks_due(Duration::from_millis(25), TICK), (2, 1));
         // Due at -45, -25 (late) and -5 ms.
         assert_eq!(ticks_due(Duration::from_millis(45), TICK), (3, 2));
+    }
+
+    #[test]
+    fn an_announcement_is_read_in_frames_with_a_short_last_one() {
+        let samples: Arc<[i16]> = (0..400).collect::<Vec<i16>>().into();
+        let mut a = Announcement::new(samples);
+        assert_eq!(a.frames(), 3);
+        let ranges: Vec<_> = (0..4).map(|_| a.advance()).collect();
+        assert_eq!(ranges, [0..160, 160..320, 320..400, 400..400]);
+        assert_eq!(Announcement::new(Arc::from([])).frames(), 0);
+        assert_eq!(Announcement::new(Arc::from([0; 320])).frames(), 2);
+    }
+
+    #[test]
+    fn play_is_logged_by_length_not_samples() {
+        let play = BridgeCommand::Play(Arc::from(vec![7i16; 16_000]));
+        assert_eq!(format!("{play:?}"), "Play(16000 samples)");
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! 20 ms frame toward each leg is. Its one hard rule: nothing goes to WhatsApp before `accept`,
 //! because any media packet before accept makes the WhatsApp client treat the call as answered
 //! (whatsapp-calling-api.md §1.3, §8.1).
+//!
+//! Announcements ([`BridgeCore::play`]) take WhatsApp's frames from the phone for as many ticks
+//! as they last. They ride the same tick as everything else toward WhatsApp, so they inherit
+//! both rules: nothing before accept, and no tick without a frame after it (§8.1, §8.5).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -80,6 +84,8 @@ pub enum ToWhatsApp {
     AudioFromPhone,
     /// No phone bridged or it never spoke: comfort noise, so Meta never sees a gap (§5.2, §8.5).
     ComfortNoise,
+    /// The announcement's next 20 ms, in place of the phone's.
+    Announcement,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +121,10 @@ pub enum BridgeEvent {
         digit: char,
         reason: DtmfDropReason,
     },
+    /// The announcement ran out: its last frame has gone to WhatsApp, and the next tick is the
+    /// phone's audio or comfort noise again. Once per announcement that plays to its end; not
+    /// for one replaced by another, nor when the bridge ends first.
+    PlayFinished,
     /// Emitted exactly once; nothing follows it.
     Ended,
 }
@@ -188,6 +198,9 @@ pub struct BridgeCore {
     timers: TimerTable,
     seen_wa_audio: bool,
     seen_phone_audio: bool,
+    /// Frames of the announcement still to go to WhatsApp. Counting starts at the first
+    /// accepted tick, so one that arrives before accept waits for it whole.
+    announcement: Option<usize>,
     out: VecDeque<Command>,
 }
 
@@ -201,6 +214,7 @@ impl BridgeCore {
             timers: TimerTable::default(),
             seen_wa_audio: false,
             seen_phone_audio: false,
+            announcement: None,
             out: VecDeque::new(),
         }
     }
@@ -291,6 +305,16 @@ impl BridgeCore {
         Ok(())
     }
 
+    /// Play an announcement of `frames` ticks to WhatsApp instead of the phone, replacing any
+    /// still playing (which then gets no `PlayFinished`). Before accept it waits for accept:
+    /// the gate on WhatsApp's frames is the same as ever. The phone, if any, still hears
+    /// WhatsApp. An empty one finishes at the tick it would have started on.
+    pub fn play(&mut self, _now: Instant, frames: usize) -> Result<(), BridgeError> {
+        self.check_active()?;
+        self.announcement = Some(frames);
+        Ok(())
+    }
+
     /// Stop everything. Idempotent; `Ended` is emitted once.
     pub fn hangup(&mut self, _now: Instant) {
         if self.state != BridgeState::Ended {
@@ -304,9 +328,12 @@ impl BridgeCore {
         self.is_active() && self.phone == PhoneLeg::Bridged
     }
 
-    /// Whether the phone's audio goes to WhatsApp now (accepted and bridged); see above.
+    /// Whether the phone's audio goes to WhatsApp now (accepted, bridged, no announcement);
+    /// see above.
     pub fn plays_phone_audio(&self) -> bool {
-        self.state == BridgeState::Accepted && self.phone == PhoneLeg::Bridged
+        self.state == BridgeState::Accepted
+            && self.phone == PhoneLeg::Bridged
+            && self.announcement.is_none()
     }
 
     pub fn wa_audio_received(&mut self, now: Instant) {
@@ -406,12 +433,21 @@ impl BridgeCore {
             // Like the phone's side below: once the phone has spoken, every tick draws from
             // its jitter buffer, which turns late and lost packets into concealment and a
             // silent phone into comfort noise.
-            let kind = if self.seen_phone_audio && self.phone == PhoneLeg::Bridged {
-                ToWhatsApp::AudioFromPhone
-            } else {
-                ToWhatsApp::ComfortNoise
+            let kind = match &mut self.announcement {
+                Some(left) if *left > 0 => {
+                    *left -= 1;
+                    ToWhatsApp::Announcement
+                }
+                _ if self.seen_phone_audio && self.phone == PhoneLeg::Bridged => {
+                    ToWhatsApp::AudioFromPhone
+                }
+                _ => ToWhatsApp::ComfortNoise,
             };
             self.out.push_back(Command::SendToWhatsApp { kind });
+            if self.announcement == Some(0) {
+                self.announcement = None;
+                self.push_event(BridgeEvent::PlayFinished);
+            }
         }
         let to_phone = match self.phone {
             // Once WhatsApp has spoken, every tick draws from its jitter buffer, which knows

@@ -234,6 +234,16 @@ impl G711ToOpus {
         self.encode_pcm()
     }
 
+    /// Encodes 20 ms of 8 kHz linear PCM that never was G.711 (an announcement): up to
+    /// [`G711_FRAME`] samples, the rest of the frame silence, so the last piece of a recording
+    /// that is not a whole number of frames still makes a full packet.
+    pub fn frame_linear(&mut self, samples: &[i16]) -> Result<&[u8], OpusError> {
+        let n = samples.len().min(G711_FRAME);
+        self.pcm[..n].copy_from_slice(&samples[..n]);
+        self.pcm[n..].fill(0);
+        self.encode_pcm()
+    }
+
     /// Encodes a stand-in for a lost phone frame: the previous frame again at half its level.
     /// Repeated losses fade out geometrically, so a lost packet is a short fade, not a click.
     pub fn conceal(&mut self) -> Result<&[u8], OpusError> {
@@ -384,6 +394,27 @@ mod tests {
                 &format!("{law:?} @{rate}"),
             );
         }
+    }
+
+    #[test]
+    fn linear_pcm_reaches_whatsapp_and_a_short_frame_is_padded_with_silence() {
+        let mut tx = G711ToOpus::new(G711::Pcmu, EncodeConfig::default()).unwrap();
+        let mut rx = OpusDecoder::new(48000).unwrap();
+        let tone = sine(440.0, 8000, 0.5, 0.25);
+        let mut heard = Vec::new();
+        let mut pcm = [0i16; 960];
+        for chunk in tone.chunks_exact(G711_FRAME) {
+            let packet = tx.frame_linear(chunk).unwrap();
+            assert_eq!(rx.decode(packet, &mut pcm).unwrap(), 960);
+            heard.extend_from_slice(&pcm);
+        }
+        // Linear samples go in as they are: no G.711 round trip on the way.
+        assert_eq!(&tx.pcm()[..], &tone[tone.len() - G711_FRAME..]);
+        check_tone(&heard[4800..], 48000, 440.0, rms_dbfs(&tone), 1.0, "linear");
+
+        tx.frame_linear(&tone[..60]).unwrap();
+        assert_eq!(&tx.pcm()[..60], &tone[..60]);
+        assert!(tx.pcm()[60..].iter().all(|&s| s == 0));
     }
 
     #[test]

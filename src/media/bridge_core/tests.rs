@@ -483,3 +483,128 @@ fn audio_is_buffered_only_while_someone_hears_it() {
     d.input(|c, now| c.hangup(now));
     assert!(!d.core.plays_whatsapp_audio());
 }
+
+const TO_WA_ANNOUNCEMENT: Command = Command::SendToWhatsApp {
+    kind: ToWhatsApp::Announcement,
+};
+
+/// Every tick after `from` up to `to` sent exactly one frame to WhatsApp, 20 ms apart.
+fn assert_a_frame_every_tick(d: &Driver, from: Duration, to: Duration) {
+    let frames: Vec<_> = d
+        .wa_frames()
+        .into_iter()
+        .filter(|&(t, _)| t > d.at(from) && t <= d.at(to))
+        .collect();
+    let expected = (to - from).as_millis() / 20;
+    assert_eq!(
+        frames.len() as u128,
+        expected,
+        "frames between {from:?} and {to:?}"
+    );
+    assert!(frames.windows(2).all(|w| w[1].0 - w[0].0 == 20 * MS));
+}
+
+#[test]
+fn an_announcement_before_accept_waits_then_plays_whole_then_the_phone_again() {
+    let mut d = Driver::connected();
+    d.input(|c, now| c.phone_answered(now).unwrap());
+    d.idle_until(200 * MS);
+    d.input(|c, now| c.play(now, 7).unwrap());
+    d.run_until(2 * SEC, talking);
+    assert!(
+        d.wa_frames().is_empty(),
+        "nothing to WhatsApp before accept"
+    );
+    assert!(d.event_times(E::PlayFinished).is_empty());
+
+    d.input(|c, now| c.accept(now).unwrap());
+    assert!(
+        !d.core.plays_phone_audio(),
+        "the announcement has WhatsApp's ear"
+    );
+    d.run_until(3 * SEC, talking);
+    assert!(d.core.plays_phone_audio());
+    let kinds: Vec<_> = d.wa_frames().into_iter().map(|(_, k)| k).collect();
+    assert!(
+        kinds[..7].iter().all(|&k| k == ToWhatsApp::Announcement),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds[7..].iter().all(|&k| k == ToWhatsApp::AudioFromPhone),
+        "{kinds:?}"
+    );
+    assert_eq!(d.count(TO_WA_ANNOUNCEMENT, 2 * SEC, 3 * SEC), 7);
+    assert_eq!(d.event_times(E::PlayFinished), [2 * SEC + 140 * MS]);
+    // Reported right after the last frame, before the next tick's.
+    let last = d
+        .log
+        .iter()
+        .rposition(|(_, c)| *c == TO_WA_ANNOUNCEMENT)
+        .unwrap();
+    assert_eq!(d.log[last + 1].1, Command::Event(E::PlayFinished));
+    assert_a_frame_every_tick(&d, 2 * SEC, 3 * SEC);
+    // The phone heard WhatsApp throughout, announcement or not.
+    assert_eq!(
+        d.count(TO_PHONE_AUDIO, 2 * SEC + 20 * MS, 2 * SEC + 140 * MS),
+        7
+    );
+}
+
+#[test]
+fn a_second_announcement_replaces_the_first_which_never_finishes() {
+    let mut d = Driver::connected();
+    d.input(|c, now| c.accept(now).unwrap());
+    d.idle_until(SEC);
+    d.input(|c, now| c.play(now, 50).unwrap());
+    d.idle_until(1500 * MS);
+    assert_eq!(d.count(TO_WA_ANNOUNCEMENT, SEC, 1500 * MS), 25);
+    d.input(|c, now| c.play(now, 10).unwrap());
+    d.idle_until(3 * SEC);
+    assert_eq!(d.count(TO_WA_ANNOUNCEMENT, 1520 * MS, 3 * SEC), 10);
+    assert_eq!(d.event_times(E::PlayFinished), [1700 * MS]);
+    assert_eq!(
+        d.count(TO_WA_CN, 1720 * MS, 3 * SEC),
+        65,
+        "no phone: comfort noise after"
+    );
+    assert_a_frame_every_tick(&d, 200 * MS, 3 * SEC);
+}
+
+#[test]
+fn an_announcement_cut_short_by_the_end_of_the_call_is_not_reported_finished() {
+    let mut d = Driver::new(BridgeConfig::default());
+    d.input(|c, now| c.start(now).unwrap());
+    // Without pre_accept: accepted while connecting, so frames (and the announcement) start
+    // at connect.
+    d.input(|c, now| c.accept(now).unwrap());
+    d.input(|c, now| c.play(now, 100).unwrap());
+    d.idle_until(SEC);
+    assert!(d.wa_frames().is_empty());
+    d.input(|c, now| c.webrtc_connected(now));
+    d.idle_until(2 * SEC);
+    assert_eq!(d.count(TO_WA_ANNOUNCEMENT, SEC, 2 * SEC), 50);
+    d.input(|c, now| c.hangup(now));
+    d.idle_until(5 * SEC);
+    assert_eq!(d.events(), [E::WebRtcConnected, E::Ended]);
+    assert_eq!(d.core.play(d.now, 1), Err(BridgeError::Ended));
+    assert_eq!(
+        BridgeCore::new(BridgeConfig::default()).play(d.now, 1),
+        Err(BridgeError::NotStarted)
+    );
+}
+
+#[test]
+fn an_empty_announcement_finishes_at_its_first_tick_without_taking_it() {
+    let mut d = Driver::connected();
+    d.input(|c, now| c.play(now, 0).unwrap());
+    d.idle_until(SEC);
+    assert!(
+        d.event_times(E::PlayFinished).is_empty(),
+        "not before accept"
+    );
+    d.input(|c, now| c.accept(now).unwrap());
+    d.idle_until(2 * SEC);
+    assert_eq!(d.event_times(E::PlayFinished), [SEC + 20 * MS]);
+    assert_eq!(d.count(TO_WA_ANNOUNCEMENT, Duration::ZERO, 2 * SEC), 0);
+    assert_a_frame_every_tick(&d, SEC, 2 * SEC);
+}
