@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{unauthorized, ApiError, ApiState};
-use crate::routing::live::{PlanStatus, ReloadError};
+use crate::routing::live::ReloadError;
 
 /// The 422 body of a refused reload.
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,7 +33,7 @@ pub async fn reload(req: HttpRequest, state: web::Data<ApiState>) -> HttpRespons
         Err(e) => return HttpResponse::InternalServerError().json(ApiError { error: e.to_string() }),
     };
     match result {
-        Ok(status) => HttpResponse::Ok().json::<PlanStatus>(status),
+        Ok(status) => HttpResponse::Ok().json(status),
         Err(ReloadError::NoDialplan) => HttpResponse::Conflict().json(ApiError { error: ReloadError::NoDialplan.to_string() }),
         Err(ReloadError::Invalid(problems)) => {
             let error = format!("{} problem(s); the running plan stays", problems.len());

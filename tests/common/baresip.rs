@@ -186,6 +186,11 @@ impl Baresip {
         result.map_err(|e| self.explain(e))
     }
 
+    /// The first queued event of type `ty`, if one came, without waiting.
+    pub fn take_event(&mut self, ty: &str) -> Option<CtrlEvent> {
+        self.ctrl.take_event(ty)
+    }
+
     /// Drops queued, unconsumed events (e.g. the previous call's) before the next step.
     pub fn clear_events(&mut self) {
         self.ctrl.clear_events();
