@@ -14,10 +14,16 @@
 //!   is not written, so "try the next step whatever went wrong" is one explicit line.
 //! - **Announcements answer the call.** Meta sends no early media, so whatsip must accept the
 //!   WhatsApp call to play a file; an announcement therefore ends the answer window.
+//! - **Nested groups are shorthand.** `group:x` in a member list stands for x's members, listed
+//!   in its place; they ring by the outer group's strategy, offset and capped by the `group:x`
+//!   line ([`Dialplan::ring_group`]). The plan keeps only flattened groups, so what is checked is
+//!   what runs.
 //! - **Answer window.** The longest a caller can ring before an answer is the worst path through
 //!   a route's ring steps, every failure assumed to come at the end of its group's longest ring
-//!   ([`ring::max_ring_time`]). A nested group counts as one member that rings for the nested
-//!   group's own maximum.
+//!   ([`ring::max_ring_time`] of the flattened group).
+//! - **Member hours.** A member line may name a schedule; the member rings only while every
+//!   schedule on its path is open ([`Dialplan::in_hours`]). The answer window still counts it:
+//!   the worst case is the one where it is in hours.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -160,11 +166,16 @@ pub enum Action {
     Ring(GroupName),
 }
 
-/// A ring group as the engine runs it, with its worst-case ring time (nested groups included).
+/// A ring group as the engine runs it (nested groups flattened, see [`Dialplan::ring_group`]),
+/// with its worst-case ring time.
 #[derive(Debug, Clone)]
 pub struct PlanGroup {
+    /// No [`MemberTarget::Group`] is left in it.
     pub group: RingGroup,
     pub max_ring: Duration,
+    /// The schedules on each scheduled member's path, outermost line first; all must be open.
+    /// Targets are unique after flattening, so the target is the key.
+    hours: HashMap<MemberTarget, Vec<String>>,
 }
 
 /// What is known about a call when it is routed.
@@ -196,6 +207,28 @@ impl Dialplan {
 
     pub fn schedule(&self, name: &str) -> Option<&CompiledSchedule> {
         self.schedules.get(name)
+    }
+
+    /// `name` as the engine runs it. Every `group:x` member is replaced, in place, by x's members
+    /// (themselves flattened) in x's order; each starts the `group:x` line's `start_after` later
+    /// than x says and rings for at most that line's `ring_for`. They ring by this group's
+    /// strategy, timeout and busy rules: x's own apply only when x is rung directly. A target
+    /// reached twice keeps its first place. No [`MemberTarget::Group`] is left.
+    pub fn ring_group(&self, name: &GroupName) -> Option<RingGroup> {
+        self.groups.get(name).map(|g| g.group.clone())
+    }
+
+    /// Whether `target`, as a member of the flattened `group`, is inside its hours at `at`:
+    /// every schedule named on the member lines leading to it (the `group:x` line's and its own)
+    /// is open; true when none is named. False when `target` is not a member of `group`:
+    /// nothing puts it in hours there.
+    pub fn in_hours(&self, group: &GroupName, target: &MemberTarget, at: Timestamp) -> bool {
+        let Some(g) = self.groups.get(group) else { return false };
+        if !g.group.members.iter().any(|m| m.target == *target) {
+            return false;
+        }
+        // Validation guarantees every named schedule compiled; a missing one counts as closed.
+        g.hours.get(target).is_none_or(|names| names.iter().all(|n| self.schedules.get(n).is_some_and(|s| s.is_open(at))))
     }
 
     fn matches(&self, m: &Match, call: &CallFacts<'_>, at: Timestamp) -> bool {
@@ -349,6 +382,9 @@ struct RawMemberTable {
     ring_for: Option<u64>,
     #[serde(default)]
     start_after: Option<u64>,
+    /// Rings only while this schedule is open.
+    #[serde(default)]
+    schedule: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -469,6 +505,7 @@ fn check_sources(dir: &Path, sources: &[Source], options: &CheckOptions<'_>) -> 
 }
 
 mod compile;
+mod flatten;
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
