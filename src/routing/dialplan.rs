@@ -24,11 +24,14 @@
 //! - **Member hours.** A member line may name a schedule; the member rings only while every
 //!   schedule on its path is open ([`Dialplan::in_hours`]). The answer window still counts it:
 //!   the worst case is the one where it is in hours.
+//! - **Announcements are decoded at load** ([`Dialplan::announcement`]): a file that cannot be
+//!   played is a `check` problem at the line naming it, not a call that goes silent.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -82,6 +85,7 @@ pub struct Dialplan {
     routes: Vec<Route>,
     groups: BTreeMap<GroupName, PlanGroup>,
     schedules: BTreeMap<String, CompiledSchedule>,
+    announcements: Announcements,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +182,17 @@ pub struct PlanGroup {
     hours: HashMap<MemberTarget, Vec<String>>,
 }
 
+/// Decoded announcement audio, by the path steps and actions store. Debug shows lengths: a
+/// plan printed in a log must not dump minutes of samples.
+#[derive(Clone, Default)]
+struct Announcements(HashMap<PathBuf, Arc<[i16]>>);
+
+impl fmt::Debug for Announcements {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter().map(|(path, audio)| (path, audio.len()))).finish()
+    }
+}
+
 /// What is known about a call when it is routed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallFacts<'a> {
@@ -229,6 +244,12 @@ impl Dialplan {
         }
         // Validation guarantees every named schedule compiled; a missing one counts as closed.
         g.hours.get(target).is_none_or(|names| names.iter().all(|n| self.schedules.get(n).is_some_and(|s| s.is_open(at))))
+    }
+
+    /// The audio of an announcement the plan names, decoded when it loaded: 8 kHz mono. `file`
+    /// is the path as stored in [`Step::Announce`] or [`Action::Announce`].
+    pub fn announcement(&self, file: &Path) -> Option<Arc<[i16]>> {
+        self.announcements.0.get(file).cloned()
     }
 
     fn matches(&self, m: &Match, call: &CallFacts<'_>, at: Timestamp) -> bool {
@@ -441,6 +462,8 @@ struct Checker<'a> {
     sources: &'a [Source],
     options: &'a CheckOptions<'a>,
     problems: Vec<PlanProblem>,
+    /// Each announcement file decoded once, however many places name it.
+    announcements: HashMap<PathBuf, Result<Arc<[i16]>, announce::AnnouncementError>>,
 }
 
 impl Checker<'_> {
@@ -474,7 +497,7 @@ fn digits(number: &str) -> String {
 }
 
 fn check_sources(dir: &Path, sources: &[Source], options: &CheckOptions<'_>) -> Result<Dialplan, Vec<PlanProblem>> {
-    let mut checker = Checker { dir, sources, options, problems: Vec::new() };
+    let mut checker = Checker { dir, sources, options, problems: Vec::new(), announcements: HashMap::new() };
     if options.answer_window > MAX_ANSWER_WINDOW || options.answer_window.is_zero() {
         checker.problems.push(whole_file_problem(
             "settings",
@@ -504,6 +527,7 @@ fn check_sources(dir: &Path, sources: &[Source], options: &CheckOptions<'_>) -> 
     }
 }
 
+mod announce;
 mod compile;
 mod flatten;
 

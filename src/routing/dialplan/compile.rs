@@ -17,7 +17,9 @@ pub(super) fn compile(c: &mut Checker<'_>, files: Vec<(usize, RawFile)>) -> Opti
     let schedules = schedules(c, raw_schedules);
     let groups = groups(c, raw_groups, &schedules);
     let routes = routes(c, raw_routes, &schedules, &groups);
-    Some(Dialplan { routes, groups, schedules })
+    let decoded = std::mem::take(&mut c.announcements).into_iter().filter_map(|(path, audio)| Some((path, audio.ok()?)));
+    let announcements = Announcements(decoded.collect());
+    Some(Dialplan { routes, groups, schedules, announcements })
 }
 
 fn schedules(c: &mut Checker<'_>, raw: Vec<(usize, Spanned<Schedule>)>) -> BTreeMap<String, CompiledSchedule> {
@@ -419,6 +421,11 @@ fn announcement(c: &mut Checker<'_>, at: &Loc, name: &str) -> Option<PathBuf> {
     let path = c.dir.join(rel);
     if !path.is_file() {
         c.fail(at, format!("announcement {} does not exist", path.display()), "add the WAV file or fix the name (relative to the dialplan folder)");
+        return None;
+    }
+    let decoded = c.announcements.entry(path.clone()).or_insert_with(|| announce::decode(&path));
+    if let Err(e) = decoded.clone() {
+        c.fail(at, format!("announcement {} {e}", path.display()), e.fix());
         return None;
     }
     Some(path)

@@ -338,13 +338,31 @@ fn unknown_member_schedule_is_named_with_line_and_column() {
     assert_eq!(at(&p, "names schedule \"night\""), ("p.toml".into(), 5, 16));
 }
 
+/// `samples` as an 8 kHz mono WAV file's bytes.
+fn wav(samples: usize) -> Vec<u8> {
+    crate::media::wav::wav_bytes_8k_mono(&vec![1000; samples])
+}
+
+/// A WAV file at any rate and channel count, as an admin's editor might save it.
+fn wav_file(path: &Path, rate: u32, channels: u16, frames: usize) {
+    let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).expect("create WAV");
+    for i in 0..frames * usize::from(channels) {
+        w.write_sample(((i % 50) as i16 - 25) * 400).expect("write sample");
+    }
+    w.finalize().expect("finish WAV");
+}
+
 #[test]
 fn missing_announcement_file_is_refused() {
     let text = "[[route]]\nname = \"r\"\n[[route.step]]\nannounce = \"sounds/closed.wav\"\nthen = \"end\"\n";
     let p = problems(&[("p.toml", text)]);
     assert_eq!(at(&p, "does not exist"), ("p.toml".into(), 4, 12));
     // Present, it is accepted; a path out of the folder never is.
-    assert!(load(&[("p.toml", text), ("sounds/closed.wav", "RIFF")]).is_ok());
+    let dir = plan_dir(&[("p.toml", text)]);
+    std::fs::create_dir(dir.path().join("sounds")).expect("mkdir");
+    std::fs::write(dir.path().join("sounds/closed.wav"), wav(800)).expect("write WAV");
+    assert!(load_dir(dir.path(), &CheckOptions::default()).is_ok());
     let p = problems(&[("p.toml", &text.replace("sounds/closed.wav", "../etc/x.wav"))]);
     at(&p, "not a path inside");
 }
@@ -466,4 +484,83 @@ fn schema_names_every_top_level_table() {
     keys.sort();
     assert_eq!(keys, ["group", "route", "schedule"]);
     assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false));
+}
+
+#[test]
+fn announcements_that_cannot_play_are_named_where_they_are_used() {
+    let text = r#"[[group]]
+name = "g"
+members = ["1001"]
+[[route]]
+name = "other"
+match = { caller_prefix = ["+49"] }
+[[route.step]]
+announce = "sounds/bad.wav"
+then = "end"
+[[route]]
+name = "r"
+[[route.step]]
+ring = "g"
+on_no_answer = "announce:sounds/bad.wav"
+on_busy = "announce:sounds/empty.wav"
+on_reject = "announce:sounds/long.wav"
+on_error = "end"
+"#;
+    let dir = plan_dir(&[("p.toml", text), ("sounds/bad.wav", "RIFF not really")]);
+    std::fs::write(dir.path().join("sounds/empty.wav"), wav(0)).expect("write WAV");
+    // Ten minutes and a second at a low rate: a small file that still plays too long.
+    wav_file(&dir.path().join("sounds/long.wav"), 100, 1, 601 * 100);
+    let p = load_dir(dir.path(), &CheckOptions::default()).expect_err("the files cannot play");
+    let bad: Vec<(usize, usize)> = p.iter().filter(|p| p.what.contains("bad.wav is not a WAV whatsip can read")).map(|p| (p.line, p.column)).collect();
+    // Decoded once, reported at both places that name it.
+    assert_eq!(bad, [(8, 12), (14, 16)], "{p:#?}");
+    assert!(p.iter().all(|p| !p.what.contains("bad.wav") || p.fix.contains("PCM WAV")), "{p:#?}");
+    assert_eq!(at(&p, "empty.wav holds no audio"), ("p.toml".into(), 15, 11));
+    assert_eq!(at(&p, "long.wav is 601 s long"), ("p.toml".into(), 16, 13));
+    assert!(p.iter().any(|p| p.what.contains("long.wav") && p.fix.contains("10 minutes")), "{p:#?}");
+    assert_eq!(p.len(), 4, "{p:#?}");
+}
+
+#[test]
+fn announcements_are_decoded_once_to_8k_mono_and_shared() {
+    let text = r#"[[group]]
+name = "g"
+members = ["1001"]
+[[route]]
+name = "r"
+[[route.step]]
+ring = "g"
+on_no_answer = "announce:sounds/closed.wav"
+otherwise = "next"
+[[route.step]]
+announce = "sounds/closed.wav"
+then = "announce:sounds/bye.wav"
+"#;
+    let dir = plan_dir(&[("p.toml", text)]);
+    std::fs::create_dir(dir.path().join("sounds")).expect("mkdir");
+    // Half a second of 16 kHz stereo: 4000 samples at 8 kHz mono.
+    wav_file(&dir.path().join("sounds/closed.wav"), 16_000, 2, 8000);
+    std::fs::write(dir.path().join("sounds/bye.wav"), wav(1234)).expect("write WAV");
+    let plan = load_dir(dir.path(), &CheckOptions::default()).unwrap_or_else(|p| panic!("{p:#?}"));
+    let route = &plan.routes()[0];
+    let (Step::Ring { branches, .. }, Step::Announce { file, then }) = (&route.steps[0], &route.steps[1]) else { panic!("{route:?}") };
+    let Action::Announce(from_branch) = &branches.on_no_answer else { panic!("{branches:?}") };
+    let Action::Announce(bye) = then else { panic!("{then:?}") };
+    let closed = plan.announcement(file).expect("decoded");
+    assert_eq!(closed.len(), 4000);
+    // One decode, shared by every place that names the file.
+    assert!(Arc::ptr_eq(&closed, &plan.announcement(from_branch).expect("decoded")));
+    assert_eq!(plan.announcement(bye).map(|a| a.len()), Some(1234));
+    assert_eq!(plan.announcement(Path::new("sounds/closed.wav")), None, "keyed by the stored path");
+    // Debug names files and lengths, not samples.
+    let shown = format!("{plan:?}");
+    assert!(shown.contains("closed.wav\": 4000"), "{shown}");
+}
+
+#[test]
+fn the_examples_decode_their_announcement() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dialplans");
+    let plan = load_dir(&dir, &CheckOptions::default()).unwrap_or_else(|p| panic!("{p:#?}"));
+    let closed = plan.announcement(&dir.join("sounds/closed.wav")).expect("closed.wav decoded");
+    assert_eq!(closed.len(), 4000);
 }
