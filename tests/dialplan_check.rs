@@ -80,3 +80,18 @@ fn simulate_shows_the_route_and_the_office_closed_on_a_holiday() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("route office-open") && stdout.contains("ring group office"), "{stdout}");
 }
+
+#[test]
+fn simulate_shows_nested_members_and_a_member_out_of_hours() {
+    // Tuesday 10:00 in Vienna: service-backup's 1031 rings with 1030, 1032 works afternoons.
+    let out = whatsip()
+        .args(["dialplan", "simulate"])
+        .arg(examples())
+        .args(["--to", "+43120000", "--from", "15551234567", "--at", "2026-11-24T10:00:00+01:00"])
+        .output()
+        .expect("run whatsip");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("route service-line") && stdout.contains("ring 1031 until 10 s"), "{stdout}");
+    assert!(stdout.contains("skipped 1032 (out of hours)"), "{stdout}");
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::bridge::PhoneMedia;
-use crate::routing::ring::{self, GroupName, LegIndex, MemberTarget, RingGroup, RingRun, SkipReason};
+use crate::routing::ring::{self, GroupName, LegIndex, MemberTarget, RingRun, SkipReason};
 use crate::sip::leg::{self, DialRequest, DialTarget, LegEnd, LegOutcome, Progress};
 use crate::sip::sdp::AudioOffer;
 use crate::store::LegAttempt;
@@ -60,7 +60,6 @@ pub enum RingNews {
 }
 
 struct RingLeg {
-    target: MemberTarget,
     stop: Option<oneshot::Sender<()>>,
     /// Held between the leg's answer and the engine's verdict on it.
     answer: Option<(String, PhoneMedia)>,
@@ -142,8 +141,8 @@ impl GroupRing {
                         ended_at: None,
                     });
                     let record = self.records.len() - 1;
-                    spawn_leg(deps.clone(), dial.clone(), self.id, leg, target.clone(), stop_rx, sink.clone());
-                    self.legs.insert(leg, RingLeg { target, stop: Some(stop_tx), answer: None, record });
+                    spawn_leg(deps.clone(), dial.clone(), self.id, leg, target, stop_rx, sink.clone());
+                    self.legs.insert(leg, RingLeg { stop: Some(stop_tx), answer: None, record });
                 }
                 ring::Output::Command(ring::Command::Cancel { leg }) => {
                     if let Some(l) = self.legs.get_mut(&leg) {
@@ -361,11 +360,6 @@ pub fn ring_failure(outcome: &ring::Outcome) -> super::machine::RingFailure {
         ring::Outcome::NoneAvailable(skipped) if !skipped.is_empty() && skipped.iter().all(|s| s.reason == SkipReason::Busy) => F::Busy,
         ring::Outcome::NoAnswer | ring::Outcome::NoneAvailable(_) | ring::Outcome::CallerCancelled | ring::Outcome::Answered { .. } => F::NoAnswer,
     }
-}
-
-/// The group as rung: used by the actor to look up member ring times.
-pub fn longest_member_ring(group: &RingGroup) -> Duration {
-    group.members.iter().map(|m| m.start_after + m.ring_for).max().unwrap_or_default()
 }
 
 fn unix_ms() -> u64 {

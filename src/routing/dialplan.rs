@@ -14,15 +14,24 @@
 //!   is not written, so "try the next step whatever went wrong" is one explicit line.
 //! - **Announcements answer the call.** Meta sends no early media, so whatsip must accept the
 //!   WhatsApp call to play a file; an announcement therefore ends the answer window.
+//! - **Nested groups are shorthand.** `group:x` in a member list stands for x's members, listed
+//!   in its place; they ring by the outer group's strategy, offset and capped by the `group:x`
+//!   line ([`Dialplan::ring_group`]). The plan keeps only flattened groups, so what is checked is
+//!   what runs.
 //! - **Answer window.** The longest a caller can ring before an answer is the worst path through
 //!   a route's ring steps, every failure assumed to come at the end of its group's longest ring
-//!   ([`ring::max_ring_time`]). A nested group counts as one member that rings for the nested
-//!   group's own maximum.
+//!   ([`ring::max_ring_time`] of the flattened group).
+//! - **Member hours.** A member line may name a schedule; the member rings only while every
+//!   schedule on its path is open ([`Dialplan::in_hours`]). The answer window still counts it:
+//!   the worst case is the one where it is in hours.
+//! - **Announcements are decoded at load** ([`Dialplan::announcement`]): a file that cannot be
+//!   played is a `check` problem at the line naming it, not a call that goes silent.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -76,6 +85,7 @@ pub struct Dialplan {
     routes: Vec<Route>,
     groups: BTreeMap<GroupName, PlanGroup>,
     schedules: BTreeMap<String, CompiledSchedule>,
+    announcements: Announcements,
 }
 
 #[derive(Debug, Clone)]
@@ -160,11 +170,27 @@ pub enum Action {
     Ring(GroupName),
 }
 
-/// A ring group as the engine runs it, with its worst-case ring time (nested groups included).
+/// A ring group as the engine runs it (nested groups flattened, see [`Dialplan::ring_group`]),
+/// with its worst-case ring time.
 #[derive(Debug, Clone)]
 pub struct PlanGroup {
+    /// No [`MemberTarget::Group`] is left in it.
     pub group: RingGroup,
     pub max_ring: Duration,
+    /// The schedules on each scheduled member's path, outermost line first; all must be open.
+    /// Targets are unique after flattening, so the target is the key.
+    hours: HashMap<MemberTarget, Vec<String>>,
+}
+
+/// Decoded announcement audio, by the path steps and actions store. Debug shows lengths: a
+/// plan printed in a log must not dump minutes of samples.
+#[derive(Clone, Default)]
+struct Announcements(HashMap<PathBuf, Arc<[i16]>>);
+
+impl fmt::Debug for Announcements {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter().map(|(path, audio)| (path, audio.len()))).finish()
+    }
 }
 
 /// What is known about a call when it is routed.
@@ -196,6 +222,34 @@ impl Dialplan {
 
     pub fn schedule(&self, name: &str) -> Option<&CompiledSchedule> {
         self.schedules.get(name)
+    }
+
+    /// `name` as the engine runs it. Every `group:x` member is replaced, in place, by x's members
+    /// (themselves flattened) in x's order; each starts the `group:x` line's `start_after` later
+    /// than x says and rings for at most that line's `ring_for`. They ring by this group's
+    /// strategy, timeout and busy rules: x's own apply only when x is rung directly. A target
+    /// reached twice keeps its first place. No [`MemberTarget::Group`] is left.
+    pub fn ring_group(&self, name: &GroupName) -> Option<RingGroup> {
+        self.groups.get(name).map(|g| g.group.clone())
+    }
+
+    /// Whether `target`, as a member of the flattened `group`, is inside its hours at `at`:
+    /// every schedule named on the member lines leading to it (the `group:x` line's and its own)
+    /// is open; true when none is named. False when `target` is not a member of `group`:
+    /// nothing puts it in hours there.
+    pub fn in_hours(&self, group: &GroupName, target: &MemberTarget, at: Timestamp) -> bool {
+        let Some(g) = self.groups.get(group) else { return false };
+        if !g.group.members.iter().any(|m| m.target == *target) {
+            return false;
+        }
+        // Validation guarantees every named schedule compiled; a missing one counts as closed.
+        g.hours.get(target).is_none_or(|names| names.iter().all(|n| self.schedules.get(n).is_some_and(|s| s.is_open(at))))
+    }
+
+    /// The audio of an announcement the plan names, decoded when it loaded: 8 kHz mono. `file`
+    /// is the path as stored in [`Step::Announce`] or [`Action::Announce`].
+    pub fn announcement(&self, file: &Path) -> Option<Arc<[i16]>> {
+        self.announcements.0.get(file).cloned()
     }
 
     fn matches(&self, m: &Match, call: &CallFacts<'_>, at: Timestamp) -> bool {
@@ -349,6 +403,9 @@ struct RawMemberTable {
     ring_for: Option<u64>,
     #[serde(default)]
     start_after: Option<u64>,
+    /// Rings only while this schedule is open.
+    #[serde(default)]
+    schedule: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -405,6 +462,8 @@ struct Checker<'a> {
     sources: &'a [Source],
     options: &'a CheckOptions<'a>,
     problems: Vec<PlanProblem>,
+    /// Each announcement file decoded once, however many places name it.
+    announcements: HashMap<PathBuf, Result<Arc<[i16]>, announce::AnnouncementError>>,
 }
 
 impl Checker<'_> {
@@ -438,7 +497,7 @@ fn digits(number: &str) -> String {
 }
 
 fn check_sources(dir: &Path, sources: &[Source], options: &CheckOptions<'_>) -> Result<Dialplan, Vec<PlanProblem>> {
-    let mut checker = Checker { dir, sources, options, problems: Vec::new() };
+    let mut checker = Checker { dir, sources, options, problems: Vec::new(), announcements: HashMap::new() };
     if options.answer_window > MAX_ANSWER_WINDOW || options.answer_window.is_zero() {
         checker.problems.push(whole_file_problem(
             "settings",
@@ -468,7 +527,9 @@ fn check_sources(dir: &Path, sources: &[Source], options: &CheckOptions<'_>) -> 
     }
 }
 
+mod announce;
 mod compile;
+mod flatten;
 pub mod implicit;
 
 impl fmt::Display for Action {

@@ -15,8 +15,8 @@
 //!   and does not `skip_busy`: call waiting says the phones can take a second call, `skip_busy`
 //!   says this group would rather roll over to an idle member anyway. A target with no entry in
 //!   the snapshot is skipped too: ringing a phone we know nothing about is how calls vanish.
-//! - **Nested groups** are flattened by the caller (the dialplan) before start, because only it
-//!   knows how the inner group's timing combines with the outer one; a
+//! - **Nested groups** are flattened by the caller (the dialplan, `Dialplan::ring_group`) before
+//!   start, because only it knows how the inner group's timing combines with the outer one; a
 //!   [`MemberTarget::Group`] that reaches this engine is skipped as [`SkipReason::NestedGroup`].
 //! - **Timing.** Each member rings `start_after` after its turn begins, for `ring_for`. In
 //!   `simultaneous` every member's turn begins at start; in the other (hunt) strategies one member

@@ -1,6 +1,8 @@
 //! `whatsip dialplan simulate`: what a call would do under a plan, without placing it — which
 //! route matches, and for each ring step who rings when and for how long (the ring-group engine
-//! itself, run in virtual time with nobody answering), then what each outcome leads to.
+//! itself, run in virtual time with nobody answering, on the flattened group the call would
+//! ring, members outside their hours at the call's instant skipped), then what each outcome
+//! leads to.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -64,7 +66,7 @@ pub fn simulate(plan: &Dialplan, call: &SimulatedCall<'_>) -> Vec<String> {
         match step {
             Step::Ring { group, branches } => {
                 out.push(format!("step {n}: ring group {group}"));
-                out.extend(ring_timeline(plan, group, &unavailable).into_iter().map(|l| format!("    {l}")));
+                out.extend(ring_timeline(plan, group, at, &unavailable).into_iter().map(|l| format!("    {l}")));
                 out.extend(branch_lines(branches).into_iter().map(|l| format!("    {l}")));
             }
             Step::Announce { file, then } => {
@@ -78,23 +80,22 @@ pub fn simulate(plan: &Dialplan, call: &SimulatedCall<'_>) -> Vec<String> {
 }
 
 /// Who rings when if nobody answers, from the ring-group engine itself.
-fn ring_timeline(plan: &Dialplan, group: &GroupName, unavailable: &HashSet<&str>) -> Vec<String> {
-    let Some(plan_group) = plan.group(group) else {
+fn ring_timeline(plan: &Dialplan, group: &GroupName, at: Timestamp, unavailable: &HashSet<&str>) -> Vec<String> {
+    let Some(g) = plan.ring_group(group) else {
         return vec![format!("group {group} is not defined")];
     };
-    let g = &plan_group.group;
     let mut snapshot = AvailabilitySnapshot::new();
     for m in &g.members {
         let name = target_name(&m.target);
-        let availability = if unavailable.contains(name.as_str()) {
-            Availability { dnd: true, ..Availability::AVAILABLE }
-        } else {
-            Availability::AVAILABLE
+        let availability = Availability {
+            dnd: unavailable.contains(name.as_str()),
+            in_hours: plan.in_hours(group, &m.target, at),
+            ..Availability::AVAILABLE
         };
         snapshot.insert(m.target.clone(), availability);
     }
     let t0 = Instant::now();
-    let mut run = RingRun::start(g, &snapshot, &mut RingMemory::new(), t0, 1);
+    let mut run = RingRun::start(&g, &snapshot, &mut RingMemory::new(), t0, 1);
     let mut lines = Vec::new();
     for s in run.skipped() {
         lines.push(format!("skipped {} ({})", target_name(&s.target), skip_reason(s.reason)));
@@ -234,7 +235,7 @@ mod tests {
             Step::Ring { group, .. } => group.clone(),
             other => panic!("{other:?}"),
         };
-        let first = target_name(&plan.group(&group).unwrap().group.members[0].target);
+        let first = target_name(&plan.ring_group(&group).unwrap().members[0].target);
         let lines = simulate(&plan, &SimulatedCall { facts: facts(&number, "15551234567"), at: at(), unavailable: vec![first.clone()] });
         let text = lines.join("\n");
         assert!(text.contains(&format!("skipped {first} (unavailable)")), "{text}");
@@ -242,5 +243,24 @@ mod tests {
 
         let lines = simulate(&plan, &SimulatedCall { facts: facts("+999", "1"), at: at(), unavailable: vec![] });
         assert!(lines.join("\n").contains("no route matches"), "{lines:?}");
+    }
+
+    #[test]
+    fn nested_members_ring_in_place_and_a_part_timer_only_in_hours() {
+        let plan = examples();
+        let call = |at: &str| {
+            let at = at.parse().unwrap();
+            simulate(&plan, &SimulatedCall { facts: facts("+43120000", "15551234567"), at, unavailable: vec![] }).join("\n")
+        };
+        // Tuesday 10:00 in Vienna: 1032 works afternoons.
+        let morning = call("2026-11-24T09:00:00Z");
+        assert!(morning.contains("route service-line") && morning.contains("ring group service"), "{morning}");
+        assert!(morning.contains("   0 s  ring 1030 until 20 s"), "{morning}");
+        assert!(morning.contains("   0 s  ring 1031 until 10 s"), "service-backup's members ring with 1030: {morning}");
+        assert!(morning.contains("skipped 1032 (out of hours)"), "{morning}");
+        assert!(!morning.contains("group:"), "{morning}");
+        // 14:00 in Vienna.
+        let afternoon = call("2026-11-24T13:00:00Z");
+        assert!(afternoon.contains("   0 s  ring 1032 until 10 s") && !afternoon.contains("skipped"), "{afternoon}");
     }
 }

@@ -1,6 +1,7 @@
 //! From the files as written to a checked [`Dialplan`]: every problem is collected, none stops
 //! the others from being found (except that a plan with problems is not built).
 
+use super::flatten::{GroupDraft, MemberLine};
 use super::*;
 
 pub(super) fn compile(c: &mut Checker<'_>, files: Vec<(usize, RawFile)>) -> Option<Dialplan> {
@@ -14,9 +15,11 @@ pub(super) fn compile(c: &mut Checker<'_>, files: Vec<(usize, RawFile)>) -> Opti
     }
 
     let schedules = schedules(c, raw_schedules);
-    let groups = groups(c, raw_groups);
+    let groups = groups(c, raw_groups, &schedules);
     let routes = routes(c, raw_routes, &schedules, &groups);
-    Some(Dialplan { routes, groups, schedules })
+    let decoded = std::mem::take(&mut c.announcements).into_iter().filter_map(|(path, audio)| Some((path, audio.ok()?)));
+    let announcements = Announcements(decoded.collect());
+    Some(Dialplan { routes, groups, schedules, announcements })
 }
 
 fn schedules(c: &mut Checker<'_>, raw: Vec<(usize, Spanned<Schedule>)>) -> BTreeMap<String, CompiledSchedule> {
@@ -66,15 +69,7 @@ fn narrow(c: &Checker<'_>, at: &Loc, value: Option<&str>) -> Loc {
     }
 }
 
-struct GroupDraft {
-    at: Loc,
-    group: RingGroup,
-    /// Where each nested-group member is named.
-    nested: Vec<(GroupName, Loc)>,
-    timeout: Option<Duration>,
-}
-
-fn groups(c: &mut Checker<'_>, raw: Vec<(usize, RawGroup)>) -> BTreeMap<GroupName, PlanGroup> {
+fn groups(c: &mut Checker<'_>, raw: Vec<(usize, RawGroup)>, schedules: &BTreeMap<String, CompiledSchedule>) -> BTreeMap<GroupName, PlanGroup> {
     let mut drafts: BTreeMap<GroupName, GroupDraft> = BTreeMap::new();
     for (file, g) in raw {
         let at = loc(file, &g.name);
@@ -106,101 +101,58 @@ fn groups(c: &mut Checker<'_>, raw: Vec<(usize, RawGroup)>) -> BTreeMap<GroupNam
         if g.members.get_ref().is_empty() {
             c.fail(&loc(file, &g.members), format!("group {:?} has no members", name.as_str()), "list at least one member: members = [\"1001\"]");
         }
-        let mut members = Vec::new();
-        let mut nested = Vec::new();
+        let mut lines: Vec<MemberLine> = Vec::new();
         for m in g.members.into_inner() {
             let at = loc(file, &m);
-            let (target, ring_for, start_after) = match m.into_inner() {
-                RawMember::Target(t) => (t, None, None),
-                RawMember::Detailed(t) => (t.target, t.ring_for, t.start_after),
+            let (target, ring_for, start_after, schedule) = match m.into_inner() {
+                RawMember::Target(t) => (t, None, None, None),
+                RawMember::Detailed(t) => (t.target, t.ring_for, t.start_after, t.schedule),
             };
             let ring_for = ring_for.map_or(default_ring, |s| seconds(c, &at, "ring_for", s));
             let start_after = start_after.map_or(Duration::ZERO, |s| seconds_or_zero(c, &at, "start_after", s));
             let Some(target) = member_target(c, &at, &target) else { continue };
-            if let MemberTarget::Group(inner) = &target {
-                nested.push((inner.clone(), at.clone()));
-            }
-            if members.iter().any(|m: &Member| m.target == target) {
+            if lines.iter().any(|l| l.member.target == target) {
                 c.fail(&at, format!("member {} is listed twice in group {:?}", target_text(&target), name.as_str()), "list each member once");
             }
-            members.push(Member { target, ring_for, start_after });
+            let schedule = schedule.map(|s| s.trim().to_owned());
+            if let Some(s) = schedule.as_deref().filter(|s| !schedules.contains_key(*s)) {
+                c.fail(
+                    &value_of_key(c, &at, "schedule"),
+                    format!("group {:?}: member {} names schedule {s:?}, which is not defined (or did not compile)", name.as_str(), target_text(&target)),
+                    "define it with [[schedule]] or fix the name",
+                );
+            }
+            lines.push(MemberLine { member: Member { target, ring_for, start_after }, at, schedule });
         }
         let group = RingGroup {
             name: name.clone(),
             strategy,
-            members,
-            // Settled below, once nested groups' times are known.
-            ring_timeout: timeout.unwrap_or(Duration::ZERO),
+            // Both settled once nested groups are flattened.
+            members: Vec::new(),
+            ring_timeout: Duration::ZERO,
             skip_busy: g.skip_busy,
             allow_call_waiting: g.call_waiting,
         };
-        drafts.insert(name, GroupDraft { at, group, nested, timeout });
+        drafts.insert(name, GroupDraft { group, lines, timeout });
     }
-
-    for draft in drafts.values() {
-        for (inner, at) in &draft.nested {
-            if !drafts.contains_key(inner) {
-                c.fail(at, format!("group {:?} names group {:?}, which is not defined", draft.group.name.as_str(), inner.as_str()), "define it with [[group]] or fix the name");
-            }
-        }
-    }
-
-    let mut times: HashMap<GroupName, Duration> = HashMap::new();
-    let mut reported_cycles = HashSet::new();
-    let names: Vec<GroupName> = drafts.keys().cloned().collect();
-    for name in &names {
-        let mut path = Vec::new();
-        max_ring(c, &drafts, name, &mut path, &mut times, &mut reported_cycles);
-    }
-
-    drafts
-        .into_iter()
-        .map(|(name, d)| {
-            let max_ring = times.get(&name).copied().unwrap_or_default();
-            let mut group = d.group;
-            group.ring_timeout = d.timeout.unwrap_or(max_ring);
-            (name, PlanGroup { group, max_ring })
-        })
-        .collect()
+    flatten::plan_groups(c, drafts)
 }
 
-/// A group's longest ring, a nested group counting as one member ringing for its own longest
-/// ring. A cycle is reported once, at the member that closes it, and counts as zero.
-fn max_ring(
-    c: &mut Checker<'_>,
-    drafts: &BTreeMap<GroupName, GroupDraft>,
-    name: &GroupName,
-    path: &mut Vec<GroupName>,
-    times: &mut HashMap<GroupName, Duration>,
-    reported: &mut HashSet<Vec<GroupName>>,
-) -> Duration {
-    if let Some(t) = times.get(name) {
-        return *t;
-    }
-    let Some(draft) = drafts.get(name) else { return Duration::ZERO };
-    path.push(name.clone());
-    let mut flat = draft.group.clone();
-    for member in &mut flat.members {
-        if let MemberTarget::Group(inner) = &member.target {
-            if let Some(start) = path.iter().position(|p| p == inner) {
-                let mut cycle: Vec<GroupName> = path[start..].to_vec();
-                cycle.sort();
-                if reported.insert(cycle) {
-                    let shown: Vec<&str> = path[start..].iter().map(GroupName::as_str).chain([inner.as_str()]).collect();
-                    let at = draft.nested.iter().find(|(g, _)| g == inner).map_or(draft.at.clone(), |(_, at)| at.clone());
-                    c.fail(&at, format!("groups ring each other in a circle: {}", shown.join(" → ")), "remove one of these group: members");
-                }
-                member.ring_for = Duration::ZERO;
-            } else {
-                member.ring_for = max_ring(c, drafts, inner, path, times, reported);
-            }
+/// Where the value of `key = ...` starts within `at`, or `at` itself. A member table sits in an
+/// untagged enum, where values cannot carry their own spans, so its keys are found in the text.
+fn value_of_key(c: &Checker<'_>, at: &Loc, key: &str) -> Loc {
+    let Some(text) = c.sources[at.file].text.get(at.span.clone()) else { return at.clone() };
+    let mut from = 0;
+    while let Some(i) = text[from..].find(key) {
+        let start = from + i;
+        from = start + key.len();
+        let whole_word = !text[..start].ends_with(|ch: char| ch.is_alphanumeric() || ch == '_');
+        if let Some(value) = text[from..].trim_start().strip_prefix('=').filter(|_| whole_word) {
+            let offset = at.span.start + text.len() - value.trim_start().len();
+            return Loc { file: at.file, span: offset..offset + 1 };
         }
     }
-    path.pop();
-    flat.ring_timeout = draft.timeout.unwrap_or(Duration::MAX);
-    let t = ring::max_ring_time(&flat);
-    times.insert(name.clone(), t);
-    t
+    at.clone()
 }
 
 fn seconds(c: &mut Checker<'_>, at: &Loc, key: &str, value: u64) -> Duration {
@@ -469,6 +421,11 @@ fn announcement(c: &mut Checker<'_>, at: &Loc, name: &str) -> Option<PathBuf> {
     let path = c.dir.join(rel);
     if !path.is_file() {
         c.fail(at, format!("announcement {} does not exist", path.display()), "add the WAV file or fix the name (relative to the dialplan folder)");
+        return None;
+    }
+    let decoded = c.announcements.entry(path.clone()).or_insert_with(|| announce::decode(&path));
+    if let Err(e) = decoded.clone() {
+        c.fail(at, format!("announcement {} {e}", path.display()), e.fix());
         return None;
     }
     Some(path)

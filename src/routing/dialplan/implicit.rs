@@ -33,7 +33,7 @@ pub fn from_targets(settings: &Settings) -> Dialplan {
             allow_call_waiting: true,
         };
         let max_ring = ring::max_ring_time(&group);
-        groups.insert(name.clone(), PlanGroup { group, max_ring });
+        groups.insert(name.clone(), PlanGroup { group, max_ring, hours: Default::default() });
         let end = Branches { on_no_answer: Action::End, on_busy: Action::End, on_reject: Action::End, on_error: Action::End };
         routes.push(Route {
             name: format!("number {}", n.display_number),
@@ -43,5 +43,5 @@ pub fn from_targets(settings: &Settings) -> Dialplan {
             max_ring,
         });
     }
-    Dialplan { routes, groups, schedules: BTreeMap::new() }
+    Dialplan { routes, groups, schedules: BTreeMap::new(), announcements: Default::default() }
 }
