@@ -191,6 +191,7 @@ mod tests {
     fn settings(dir: &Path) -> Arc<Settings> {
         let mut s = Settings::default();
         s.routing.dialplan_dir = dir.display().to_string();
+        s.sip.users.push(crate::config::UserSettings { name: "1001".into(), password: "secret1001".into(), display_name: None });
         Arc::new(s)
     }
 
