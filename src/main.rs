@@ -252,12 +252,16 @@ fn main() -> ExitCode {
                     Some(name) => format!("{name} (+{})", c.user),
                     None => format!("+{}", c.user),
                 };
-                let outcome = match &c.reason {
+                let mut outcome = match &c.reason {
                     Some(r) => format!("{} ({r})", c.outcome),
                     None => c.outcome.clone(),
                 };
+                if c.callback.is_some() {
+                    outcome.push_str(", callback");
+                }
                 let answered = c.answered_by.as_deref().unwrap_or("-");
-                println!("{when}  {:<28} -> {:<16} {:<32} talk {:>4} s  by {answered}  ended by {}  {}", who, c.business_number, outcome, c.talk_seconds(), c.ended_by, c.call_id);
+                let route = c.route.as_deref().unwrap_or("-");
+                println!("{when}  {:<28} -> {:<16} {:<40} talk {:>4} s  by {answered}  route {route}  ended by {}  {}", who, c.business_number, outcome, c.talk_seconds(), c.ended_by, c.call_id);
             }
             Ok(true)
         })()),
