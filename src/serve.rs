@@ -14,6 +14,7 @@ use crate::whatsapp::graph::{GraphClient, GraphConfig};
 use crate::whatsapp::{webhook, Numbers};
 use crate::config::Settings;
 use crate::media::ports::PortPool;
+use crate::routing::presence::Presence;
 use crate::sip::SipStack;
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -43,6 +44,7 @@ pub enum ServeError {
 pub fn run(settings: Settings) -> Result<(), ServeError> {
     let settings = Arc::new(settings);
     let store = Store::open(&settings.data_dir)?;
+    let presence = Presence::load(store.clone())?;
     let token = api::load_or_create_token(&settings.api.token, &settings.data_dir)
         .map_err(|source| ServeError::Token { dir: settings.data_dir.display().to_string(), source })?;
 
@@ -53,7 +55,7 @@ pub fn run(settings: Settings) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let sip = media_rt.block_on(SipStack::start(settings.clone(), store.clone()))?;
+    let sip = media_rt.block_on(SipStack::start(settings.clone(), store.clone(), presence.clone()))?;
     let ports = Arc::new(PortPool::new(settings.rtp.port_min, settings.rtp.port_max).map_err(|e| ServeError::Ports(e.to_string()))?);
     let listen: SocketAddr = settings.api.listen.parse().expect("validated");
     let graph = media_rt.block_on(async { GraphClient::new(GraphConfig::from_settings(&settings)) })?;

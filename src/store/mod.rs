@@ -6,8 +6,10 @@
 //! it; `tests/store_durability.rs` kills the gateway mid-burst to prove it.
 
 mod calls;
+mod presence;
 
 pub use calls::{CallDirection, CallRecord, LegAttempt};
+pub use presence::PresenceRecord;
 
 use crate::ids::UserName;
 use serde::{Deserialize, Serialize};
@@ -60,6 +62,7 @@ pub struct Store {
     db: sled::Db,
     registrations: sled::Tree,
     calls: sled::Tree,
+    presence: sled::Tree,
 }
 
 impl Store {
@@ -87,7 +90,8 @@ impl Store {
         }
         let registrations = db.open_tree(REGISTRATIONS)?;
         let calls = db.open_tree(calls::CALLS)?;
-        Ok(Store { db, registrations, calls })
+        let presence = db.open_tree(presence::PRESENCE)?;
+        Ok(Store { db, registrations, calls, presence })
     }
 
     pub fn registrations(&self) -> Result<Vec<Binding>, StoreError> {
