@@ -67,7 +67,7 @@ pub fn run(settings: Settings) -> Result<(), ServeError> {
         store: store.clone(),
         media_rt: media_rt.handle().clone(),
     });
-    let state = ApiState { sip, ports, media_rt: media_rt.handle().clone(), token: token.into(), store };
+    let state = ApiState { sip, ports, media_rt: media_rt.handle().clone(), token: token.into(), store, presence };
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %settings.data_dir.display(), "whatsip is up");
     let served = actix_web::rt::System::new().block_on(async {
