@@ -127,6 +127,23 @@ impl Store {
     }
 }
 
+/// Opens the store a test has just dropped. sled's flushes run on sled's own thread pool,
+/// whose jobs keep a handle on the database (and so its file lock) for a moment after the
+/// flush is reported done; an open right after the drop can find the lock still held, so
+/// [`StoreError::Open`] is retried for a while. Other errors are returned at once.
+#[cfg(test)]
+pub(crate) fn reopen(data_dir: &Path) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(data_dir) {
+            Err(StoreError::Open { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
 fn binding_key(user: &UserName, contact: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(user.as_str().len() + 1 + contact.len());
     key.extend_from_slice(user.as_str().as_bytes());
@@ -171,7 +188,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path()).unwrap();
         let mut contacts: Vec<_> = store.registrations().unwrap().into_iter().map(|b| b.contact).collect();
         contacts.sort();
         assert_eq!(contacts, ["sip:b", "sip:c"]);
@@ -192,7 +209,7 @@ mod tests {
             store.db.open_tree(META).unwrap().insert(SCHEMA_KEY, &99u32.to_be_bytes()).unwrap();
             store.db.flush().unwrap();
         }
-        let err = Store::open(dir.path()).err().unwrap();
+        let err = reopen(dir.path()).err().unwrap();
         assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{err}");
     }
 }

@@ -53,7 +53,7 @@ mod tests {
             store.put_presence(&UserName::new("1002"), &PresenceRecord { dnd: true }).await.unwrap();
             store.put_presence(&UserName::new("1002"), &PresenceRecord { dnd: false }).await.unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::store::reopen(dir.path()).unwrap();
         let mut records = store.presence_records().unwrap();
         records.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(

@@ -14,8 +14,9 @@ fn ext(trunk: &str, extension: &str) -> MemberTarget {
     MemberTarget::Trunk { trunk: TrunkId::new(trunk), extension: extension.into() }
 }
 
+/// A presence on the store in `dir`, which an earlier one in the same test may just have released.
 fn presence(dir: &std::path::Path) -> Arc<Presence> {
-    Presence::load(Store::open(dir).unwrap()).unwrap()
+    Presence::load(crate::store::reopen(dir).unwrap()).unwrap()
 }
 
 #[test]
