@@ -89,6 +89,9 @@ pub struct SipSettings {
     pub ring_timeout_seconds: u32,
     /// Caller id shown on phones for calls placed by `whatsip ring`.
     pub test_caller: String,
+    /// What a registered user dials to turn do-not-disturb on, and off, for themselves.
+    pub dnd_on_code: String,
+    pub dnd_off_code: String,
     pub users: Vec<UserSettings>,
     pub trunks: Vec<TrunkSettings>,
 }
@@ -330,6 +333,9 @@ impl Default for SipSettings {
             auth_block_seconds: 300,
             ring_timeout_seconds: 30,
             test_caller: "whatsip".into(),
+            // The codes most PBXs use (Asterisk/FreePBX), so users' habits carry over.
+            dnd_on_code: "*78".into(),
+            dnd_off_code: "*79".into(),
             users: Vec::new(),
             trunks: Vec::new(),
         }
@@ -501,6 +507,12 @@ impl Settings {
         v.range("sip.auth_block_seconds", s.auth_block_seconds, 1, 86_400);
         v.range("sip.ring_timeout_seconds", s.ring_timeout_seconds, 1, 600);
         v.token("sip.test_caller", &s.test_caller);
+        // Phones put what the user dialled in the Request-URI's user part, so a code must be one.
+        v.user_part("sip.dnd_on_code", &s.dnd_on_code);
+        v.user_part("sip.dnd_off_code", &s.dnd_off_code);
+        if s.dnd_on_code == s.dnd_off_code {
+            v.fail("sip.dnd_off_code", &s.dnd_off_code, "must differ from sip.dnd_on_code");
+        }
 
         let mut names = HashSet::new();
         for (i, u) in s.users.iter().enumerate() {
@@ -878,6 +890,20 @@ mod tests {
         let p = problems.iter().find(|p| p.key == "sip.listen_udp").unwrap();
         assert_eq!(p.value, "nowhere");
         assert!(p.to_string().contains("expected ip:port"));
+    }
+
+    #[test]
+    fn dnd_codes_must_be_dialable_and_distinct() {
+        let s = load("[sip]\ndnd_on_code = \"*55\"\ndnd_off_code = \"*56\"\n", &[]).unwrap();
+        assert_eq!((s.sip.dnd_on_code.as_str(), s.sip.dnd_off_code.as_str()), ("*55", "*56"));
+        let err = load("[sip]\ndnd_on_code = \"\"\n", &[]).unwrap_err();
+        let ConfigError::Invalid(problems) = err else { panic!("{err}") };
+        assert_eq!(problems.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["sip.dnd_on_code"]);
+        let err = load("[sip]\ndnd_on_code = \"*79\"\n", &[]).unwrap_err();
+        let ConfigError::Invalid(problems) = err else { panic!("{err}") };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!((problems[0].key.as_str(), problems[0].value.as_str()), ("sip.dnd_off_code", "*79"));
+        assert!(problems[0].reason.contains("differ"), "{}", problems[0]);
     }
 
     #[test]

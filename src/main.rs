@@ -62,6 +62,26 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// List every configured user: registered or not (and where), do-not-disturb, on a call.
+    Users {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Turn a user's do-not-disturb on or off: while on, ring groups skip the user.
+    ///
+    /// The mark is stored and survives restarts. Users can set it from their own phone by
+    /// dialling sip.dnd_on_code / sip.dnd_off_code (default *78 / *79); `whatsip users` shows it.
+    ///
+    /// Example: whatsip dnd 1001 on
+    Dnd {
+        /// The user, as named in [[sip.users]] (e.g. 1001).
+        user: String,
+        /// on: do not ring this user; off: ring again.
+        #[arg(value_name = "on|off")]
+        state: OnOff,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show trunks and whether whatsip is registered to each PBX.
     Trunks {
         #[command(flatten)]
@@ -134,6 +154,12 @@ enum DialplanCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(clap::Args)]
@@ -238,6 +264,28 @@ fn main() -> ExitCode {
             for r in list {
                 println!("{:<12} {:<48} expires in {:>5} s  from {} ({}) {}", r.user, r.contact, r.expires_in, r.source, r.transport, r.user_agent.unwrap_or_default());
             }
+            Ok(true)
+        })()),
+        Command::Users { api } => finish((|| {
+            let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
+            let list = runtime()?.block_on(client.users())?;
+            if list.is_empty() {
+                println!("no users are configured ([[sip.users]])");
+                return Ok(true);
+            }
+            println!("{:<12} {:<10} {:<4} {:<4} CONTACTS", "USER", "REGISTERED", "DND", "BUSY");
+            for u in list {
+                let yes_no = |b: bool| if b { "yes" } else { "no" };
+                let contacts = if u.contacts.is_empty() { "-".to_string() } else { u.contacts.join(" ") };
+                println!("{:<12} {:<10} {:<4} {:<4} {contacts}", u.user, yes_no(u.registered), yes_no(u.dnd), yes_no(u.busy));
+            }
+            Ok(true)
+        })()),
+        Command::Dnd { user, state, api } => finish((|| {
+            let client = ApiClient::from_settings(&settings, api.api_url, api.token)?;
+            let presence = runtime()?.block_on(client.set_dnd(&user, matches!(state, OnOff::On)))?;
+            let now = if presence.dnd { "on: ring groups skip this user" } else { "off: this user rings again" };
+            println!("{}: do-not-disturb {now}", presence.user);
             Ok(true)
         })()),
         Command::Calls { limit, api } => finish((|| {

@@ -14,10 +14,10 @@ use crate::whatsapp::graph::{GraphClient, GraphConfig};
 use crate::whatsapp::{webhook, Numbers};
 use crate::config::Settings;
 use crate::media::ports::PortPool;
+use crate::routing::presence::Presence;
 use crate::sip::SipStack;
 use crate::routing::dialplan::PlanProblem;
 use crate::routing::live::LivePlan;
-use crate::routing::presence::Presence;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ pub fn run(settings: Settings) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let sip = media_rt.block_on(SipStack::start(settings.clone(), store.clone()))?;
+    let sip = media_rt.block_on(SipStack::start(settings.clone(), store.clone(), presence.clone()))?;
     let ports = Arc::new(PortPool::new(settings.rtp.port_min, settings.rtp.port_max).map_err(|e| ServeError::Ports(e.to_string()))?);
     let listen: SocketAddr = settings.api.listen.parse().expect("validated");
     let graph = media_rt.block_on(async { GraphClient::new(GraphConfig::from_settings(&settings)) })?;
@@ -83,7 +83,7 @@ pub fn run(settings: Settings) -> Result<(), ServeError> {
         media_rt: media_rt.handle().clone(),
     });
     plan.watch(media_rt.handle());
-    let state = ApiState { sip, ports, media_rt: media_rt.handle().clone(), token: token.into(), store, plan };
+    let state = ApiState { sip, ports, media_rt: media_rt.handle().clone(), token: token.into(), store, plan, presence };
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %settings.data_dir.display(), "whatsip is up");
     let served = actix_web::rt::System::new().block_on(async {

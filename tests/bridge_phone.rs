@@ -38,7 +38,9 @@ async fn whatsapp_call_bridged_to_a_baresip_phone() {
     settings.rtp.port_max = rtp_base + 19;
     settings.validate().unwrap();
     let settings = Arc::new(settings);
-    let stack = SipStack::start(settings.clone(), Store::open(&settings.data_dir).unwrap()).await.unwrap();
+    let store = Store::open(&settings.data_dir).unwrap();
+    let presence = whatsip::routing::presence::Presence::load(store.clone()).unwrap();
+    let stack = SipStack::start(settings.clone(), store, presence).await.unwrap();
 
     // The desk phone: registers, answers, says 440 Hz.
     let tone = dir.path().join("phone.wav");

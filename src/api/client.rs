@@ -1,8 +1,9 @@
 //! The CLI's side of the admin API.
 
-use super::{ApiError, RegistrationView, TrunkView};
+use super::{ApiError, DndRequest, RegistrationView, TrunkView};
 use crate::call::test_ring::{RingReport, RingRequest};
 use crate::config::Settings;
+use crate::routing::presence::UserPresence;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,21 @@ impl ApiClient {
 
     pub async fn calls(&self, limit: usize) -> Result<Vec<crate::store::CallRecord>, ClientError> {
         self.send(self.http.get(format!("{}/api/calls?limit={limit}", self.base))).await
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserPresence>, ClientError> {
+        self.send(self.http.get(format!("{}/api/users", self.base))).await
+    }
+
+    /// Sets `user`'s do-not-disturb and returns the user's presence after the change.
+    pub async fn set_dnd(&self, user: &str, on: bool) -> Result<UserPresence, ClientError> {
+        // A user name may hold characters a path segment must escape ('/', '?', ';').
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Unreachable { url: self.base.clone(), reason: "not an http(s) URL".into() })?
+            .pop_if_empty()
+            .extend(["api", "users", user, "dnd"]);
+        self.send(self.http.put(url).json(&DndRequest { on })).await
     }
 
     pub async fn trunks(&self) -> Result<Vec<TrunkView>, ClientError> {

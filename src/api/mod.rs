@@ -1,12 +1,14 @@
 //! The admin HTTP API, on loopback with a bearer token. The CLI's commands that act on a
-//! running gateway (`ring`, `registrations`) are its clients: the gateway holds the store's
-//! lock and the phones' registrations, so a second process could not do their work.
+//! running gateway (`ring`, `registrations`, `users`, `dnd`) are its clients: the gateway holds
+//! the store's lock and the phones' registrations, so a second process could not do their work.
 
 pub mod client;
 pub mod dialplan;
 
 use crate::call::test_ring::{self, RingRequest};
+use crate::ids::UserName;
 use crate::media::ports::PortPool;
+use crate::routing::presence::Presence;
 use crate::sip::SipStack;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,7 @@ pub struct ApiState {
     pub token: Arc<str>,
     pub store: crate::store::Store,
     pub plan: Arc<crate::routing::live::LivePlan>,
+    pub presence: Arc<Presence>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +49,13 @@ pub struct TrunkView {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
+}
+
+/// Body of `PUT /api/users/{user}/dnd`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DndRequest {
+    pub on: bool,
 }
 
 /// Reads the token from settings, or from `<data_dir>/api.token`, creating it on first start.
@@ -91,6 +101,8 @@ pub async fn serve(state: ApiState, listen: SocketAddr) -> std::io::Result<()> {
             }))
             .route("/api/health", web::get().to(health))
             .route("/api/registrations", web::get().to(registrations))
+            .route("/api/users", web::get().to(users))
+            .route("/api/users/{user}/dnd", web::put().to(set_dnd))
             .route("/api/trunks", web::get().to(trunks))
             .route("/api/ring", web::post().to(ring))
             .route("/api/calls", web::get().to(calls))
@@ -167,6 +179,38 @@ async fn registrations(req: HttpRequest, state: web::Data<ApiState>) -> HttpResp
         })
         .collect();
     HttpResponse::Ok().json(list)
+}
+
+/// Every configured user: registered contacts, do-not-disturb, busy.
+async fn users(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    if let Some(refusal) = unauthorized(&req, &state) {
+        return refusal;
+    }
+    HttpResponse::Ok().json(state.presence.users(&state.sip).await)
+}
+
+/// Sets a user's do-not-disturb; answers with the user's presence after the change. The body
+/// is read by hand, after the token check, so a caller without the token learns nothing from
+/// how its body was judged.
+async fn set_dnd(req: HttpRequest, state: web::Data<ApiState>, user: web::Path<String>, body: web::Bytes) -> HttpResponse {
+    if let Some(refusal) = unauthorized(&req, &state) {
+        return refusal;
+    }
+    let user = UserName::new(user.into_inner());
+    if !state.sip.registrar.is_user(&user) {
+        return HttpResponse::NotFound().json(ApiError { error: format!("no user {user} in [[sip.users]]") });
+    }
+    let request: DndRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return HttpResponse::BadRequest().json(ApiError { error: format!("bad request body: {e}; expected {{\"on\": true}} or {{\"on\": false}}") }),
+    };
+    if let Err(e) = state.presence.set_dnd(&user, request.on).await {
+        return HttpResponse::InternalServerError().json(ApiError { error: e.to_string() });
+    }
+    tracing::info!(%user, dnd = request.on, "do-not-disturb set through the API");
+    let presence = state.presence.users(&state.sip).await.into_iter().find(|p| p.user == user);
+    // is_user above and users() both read [[sip.users]], so the user is listed.
+    HttpResponse::Ok().json(presence.expect("a configured user is in users()"))
 }
 
 async fn trunks(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {

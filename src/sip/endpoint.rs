@@ -1,11 +1,13 @@
 //! Builds the ezk endpoint: transports from the settings, our layers around ezk's dialog and
 //! invite layers, trunk registrations and the registrar's housekeeping.
 
+use super::feature::FeatureCodes;
 use super::inbound::{CheckLayer, ServiceLayer};
 use super::registrar::Registrar;
 use super::trunk::{spawn_registration, Trunk, TrunkRegistrationState};
 use crate::config::Settings;
 use crate::ids::TrunkId;
+use crate::routing::presence::Presence;
 use crate::store::{Store, StoreError};
 use ezk_sip_core::Endpoint;
 use ezk_sip_ua::dialog::DialogLayer;
@@ -40,7 +42,8 @@ pub struct SipStack {
 
 impl SipStack {
     /// Binds every configured transport; must run inside the tokio runtime that will drive SIP.
-    pub async fn start(settings: Arc<Settings>, store: Store) -> Result<SipStack, SipError> {
+    /// `presence` takes the do-not-disturb feature codes phones dial.
+    pub async fn start(settings: Arc<Settings>, store: Store, presence: Arc<Presence>) -> Result<SipStack, SipError> {
         let s = &settings.sip;
         let registrar = Arc::new(Registrar::new(&settings, store).await?);
         let trunks: Arc<Vec<Trunk>> = Arc::new(s.trunks.iter().map(Trunk::from_settings).collect());
@@ -50,7 +53,12 @@ impl SipStack {
         builder.add_layer(CheckLayer);
         builder.add_layer(DialogLayer::default());
         builder.add_layer(InviteLayer::default());
-        builder.add_layer(ServiceLayer { registrar: registrar.clone(), trunks: trunks.clone() });
+        builder.add_layer(ServiceLayer {
+            registrar: registrar.clone(),
+            trunks: trunks.clone(),
+            presence,
+            features: FeatureCodes::from_settings(s),
+        });
 
         let mut contact_addr = None;
         if let Ok(addr) = s.listen_udp.parse::<SocketAddr>() {

@@ -1,4 +1,5 @@
-//! Requests that arrive outside any dialog: checked first, then OPTIONS, REGISTER and INVITE.
+//! Requests that arrive outside any dialog: checked first, then OPTIONS, REGISTER and INVITE
+//! (feature codes such as `*78` among them).
 //!
 //! Two ezk layers: [`CheckLayer`] runs before ezk's dialog and invite layers and answers 400 to
 //! anything malformed (so no later code sees a request it cannot read), and [`ServiceLayer`]
@@ -8,8 +9,10 @@
 //! CSeq) it drops before any layer sees it: without those headers there is no address to send
 //! a response to that RFC 3261 §18.2.2 would accept.
 
+use super::feature::{Feature, FeatureCodes};
 use super::registrar::{Authenticated, Registrar, Reply};
 use super::trunk::{trusted_source, Trunk};
+use crate::routing::presence::Presence;
 use ezk_sip_core::{Endpoint, IncomingRequest, Layer, MayTake};
 use ezk_sip_types::header::typed::{Contact, ContentType};
 use ezk_sip_types::{Method, Name};
@@ -78,6 +81,8 @@ impl Layer for CheckLayer {
 pub struct ServiceLayer {
     pub registrar: Arc<Registrar>,
     pub trunks: Arc<Vec<Trunk>>,
+    pub presence: Arc<Presence>,
+    pub features: FeatureCodes,
 }
 
 #[async_trait::async_trait]
@@ -105,7 +110,7 @@ impl Layer for ServiceLayer {
             } else if method == Method::REGISTER {
                 self.registrar.register(&req).await
             } else if method == Method::INVITE {
-                self.invite(&req)
+                self.invite(&req).await
             } else {
                 let allow = endpoint.allowed().iter().map(|a| a.0.to_string()).collect::<Vec<_>>().join(", ");
                 Reply::new(405, "Method Not Allowed").with(Name::ALLOW, allow)
@@ -119,10 +124,14 @@ impl Layer for ServiceLayer {
 }
 
 impl ServiceLayer {
-    /// INVITEs from a PBX or a desk phone are calls towards WhatsApp. We authenticate them now;
-    /// placing business-initiated calls is not built yet, so an authenticated caller hears a
-    /// clear "temporarily unavailable" rather than a silent failure.
-    fn invite(&self, req: &IncomingRequest) -> Reply {
+    /// INVITEs from a PBX or a desk phone are feature codes or calls towards WhatsApp. We
+    /// authenticate them now; placing business-initiated calls is not built yet, so an
+    /// authenticated caller hears a clear "temporarily unavailable" rather than a silent failure.
+    async fn invite(&self, req: &IncomingRequest) -> Reply {
+        let target = super::registrar::request_uri_user(req).unwrap_or_default();
+        if let Some(feature) = self.features.lookup(&target) {
+            return self.feature(req, feature).await;
+        }
         let source = req.tp_info.source.ip();
         let who = match trusted_source(&self.trunks, source) {
             Some(trunk) => Authenticated::Trunk(trunk.id.clone()),
@@ -131,10 +140,33 @@ impl ServiceLayer {
                 Err(reply) => return reply,
             },
         };
-        let target = super::registrar::request_uri_user(req).unwrap_or_default();
         tracing::info!(?who, %target, "call towards WhatsApp refused: business-initiated calling is not enabled");
         Reply::new(480, "WhatsApp calling from phones is not enabled")
             .with(Name::RETRY_AFTER, "3600")
+    }
+
+    /// A feature code changes the caller's own settings, so it must know which user calls:
+    /// always digest, never trust by source address (that vouches for a PBX, not a user), and
+    /// it applies to the authenticated user, whatever the From header claims.
+    async fn feature(&self, req: &IncomingRequest, feature: Feature) -> Reply {
+        let user = match self.registrar.authenticate(req, Name::PROXY_AUTHORIZATION, "INVITE") {
+            Ok(Authenticated::User(user)) => user,
+            Ok(Authenticated::Trunk(trunk)) => {
+                tracing::warn!(%trunk, ?feature, "feature code from a trunk refused");
+                return Reply::new(403, "Feature codes are for whatsip users");
+            }
+            Err(challenge_or_refusal) => return challenge_or_refusal,
+        };
+        match self.presence.set_dnd(&user, feature.dnd()).await {
+            Ok(()) => {
+                tracing::info!(%user, dnd = feature.dnd(), "do-not-disturb set from the phone");
+                feature.done_reply()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %user, "cannot store do-not-disturb");
+                Reply::new(500, "Cannot store do-not-disturb")
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod digest;
 pub mod endpoint;
+pub mod feature;
 pub mod inbound;
 pub mod leg;
 pub mod location;

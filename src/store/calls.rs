@@ -168,7 +168,7 @@ mod tests {
                 store.put_call(&record(id, t)).await.unwrap();
             }
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::store::reopen(dir.path()).unwrap();
         let ids: Vec<_> = store.recent_calls(3).unwrap().into_iter().map(|r| r.call_id.to_string()).collect();
         assert_eq!(ids, ["wacid.c2", "wacid.c", "wacid.b"]);
         let r = &store.recent_calls(10).unwrap()[3];

@@ -6,8 +6,10 @@
 //! it; `tests/store_durability.rs` kills the gateway mid-burst to prove it.
 
 mod calls;
+mod presence;
 
 pub use calls::{CallDirection, CallRecord, CallbackRequest, LegAttempt};
+pub use presence::PresenceRecord;
 
 use crate::ids::UserName;
 use serde::{Deserialize, Serialize};
@@ -60,6 +62,7 @@ pub struct Store {
     db: sled::Db,
     registrations: sled::Tree,
     calls: sled::Tree,
+    presence: sled::Tree,
 }
 
 impl Store {
@@ -87,7 +90,8 @@ impl Store {
         }
         let registrations = db.open_tree(REGISTRATIONS)?;
         let calls = db.open_tree(calls::CALLS)?;
-        Ok(Store { db, registrations, calls })
+        let presence = db.open_tree(presence::PRESENCE)?;
+        Ok(Store { db, registrations, calls, presence })
     }
 
     pub fn registrations(&self) -> Result<Vec<Binding>, StoreError> {
@@ -120,6 +124,23 @@ impl Store {
         self.registrations.apply_batch(batch)?;
         self.db.flush_async().await?;
         Ok(())
+    }
+}
+
+/// Opens the store a test has just dropped. sled's flushes run on sled's own thread pool,
+/// whose jobs keep a handle on the database (and so its file lock) for a moment after the
+/// flush is reported done; an open right after the drop can find the lock still held, so
+/// [`StoreError::Open`] is retried for a while. Other errors are returned at once.
+#[cfg(test)]
+pub(crate) fn reopen(data_dir: &Path) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(data_dir) {
+            Err(StoreError::Open { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
+        }
     }
 }
 
@@ -167,7 +188,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path()).unwrap();
         let mut contacts: Vec<_> = store.registrations().unwrap().into_iter().map(|b| b.contact).collect();
         contacts.sort();
         assert_eq!(contacts, ["sip:b", "sip:c"]);
@@ -188,7 +209,7 @@ mod tests {
             store.db.open_tree(META).unwrap().insert(SCHEMA_KEY, &99u32.to_be_bytes()).unwrap();
             store.db.flush().unwrap();
         }
-        let err = Store::open(dir.path()).err().unwrap();
+        let err = reopen(dir.path()).err().unwrap();
         assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{err}");
     }
 }

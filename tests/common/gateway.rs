@@ -278,6 +278,32 @@ impl Gateway {
         .unwrap()
     }
 
+    /// Any admin API request: `body` sent as JSON as given (so tests can send bad ones),
+    /// `token` as the bearer (None: no Authorization header). Returns the status and the JSON
+    /// answer (Null when the answer is not JSON).
+    pub fn api_request(&self, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, serde_json::Value) {
+        let url = format!("http://{}{}", self.api, path);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let (body, token) = (body.map(str::to_string), token.map(str::to_string));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let mut req = reqwest::Client::new().request(method, url);
+                if let Some(body) = body {
+                    req = req.header("content-type", "application/json").body(body);
+                }
+                if let Some(token) = token {
+                    req = req.bearer_auth(token);
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+            })
+        })
+        .join()
+        .unwrap()
+    }
+
     /// Users with at least one registered contact, per the running gateway.
     pub fn registered_users(&self) -> Vec<String> {
         let list = self.api_get("/api/registrations");
