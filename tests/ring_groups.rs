@@ -413,3 +413,52 @@ fn a_broken_plan_stops_startup_with_file_and_line() {
         assert!(err.contains("plan.toml:4:") && err.contains("9999"), "{command}: {err}");
     }
 }
+
+const PAIR: &str = r#"
+[[group]]
+name = "pair"
+strategy = "simultaneous"
+ring_for = 15
+members = ["1001", "1002"]
+
+[[route]]
+name = "pair"
+
+[[route.step]]
+ring = "pair"
+otherwise = "end"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_on_do_not_disturb_from_the_phone_is_skipped_until_it_turns_it_off() {
+    let s = setup(PAIR).await;
+    let mut away = phone(&s, "1001", AnswerMode::Auto).await;
+    let mut desk = phone(&s, "1002", AnswerMode::Manual).await;
+    // *78 from the phone itself; the gateway answers with the new state.
+    away.dial(&format!("sip:*78@{}", s.gw.sip)).await.unwrap();
+    let closed = away.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+    assert_eq!(closed.param.as_deref(), Some("480 Do Not Disturb On"), "{}", closed.raw);
+    away.clear_events();
+
+    let call = s.sandbox.place_call(call_from("15551234567")).await.expect("call placed");
+    desk.wait_event("CALL_INCOMING", WAIT).await.unwrap();
+    desk.accept().await.unwrap();
+    call.wait_for_state(CallState::Accepted, WAIT).await.unwrap();
+    call.hang_up().await.unwrap();
+    desk.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+    assert!(away.take_event("CALL_INCOMING").is_none(), "a phone on do-not-disturb does not ring");
+    let record = record_of(&s.gw, call.call_id().as_str()).await;
+    let skipped = leg(&record, "1001");
+    assert_eq!((skipped["outcome"].as_str(), skipped["detail"].as_str()), (Some("skipped"), Some("dnd")), "{record}");
+
+    // *79 and it rings again (and, answering at once, takes the call).
+    away.dial(&format!("sip:*79@{}", s.gw.sip)).await.unwrap();
+    away.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+    let call = s.sandbox.place_call(call_from("15551234567")).await.expect("call placed");
+    away.wait_event("CALL_ESTABLISHED", WAIT).await.unwrap();
+    call.wait_for_state(CallState::Accepted, WAIT).await.unwrap();
+    call.hang_up().await.unwrap();
+    no_violations(&s);
+    away.stop().await.unwrap();
+    desk.stop().await.unwrap();
+}
