@@ -74,6 +74,14 @@ pub enum CallMsg {
     Hangup,
 }
 
+/// One Graph request of the call.
+enum GraphJob {
+    PreAccept(CallAnswer),
+    Accept(CallAnswer, Option<String>),
+    Reject,
+    Terminate,
+}
+
 /// Sent to whoever started the call once its record is written.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -102,6 +110,8 @@ pub struct CallActor {
     /// Call record lines of the groups rung before this one.
     legs: Vec<LegAttempt>,
     meta_error_code: Option<u32>,
+    /// This call's Graph requests, in order (see [`CallActor::graph`]).
+    graph_jobs: Option<mpsc::UnboundedSender<GraphJob>>,
     timer: Option<SpawnHandle>,
     /// The wall clock at the machine's start, to turn its `Instant`s into record times.
     wall_start: (Instant, SystemTime),
@@ -146,6 +156,7 @@ impl CallActor {
             ring_timer: None,
             legs: Vec::new(),
             meta_error_code: None,
+            graph_jobs: None,
             timer: None,
             wall_start: (now, SystemTime::now()),
             on_end,
@@ -193,20 +204,12 @@ impl CallActor {
             }
             Command::PreAccept => {
                 let Some(answer) = self.answer.clone() else { return };
-                let graph = self.deps.graph.clone();
-                self.deps.media_rt.spawn(async move {
-                    let result = graph.pre_accept(&answer).await;
-                    me.do_send(CallMsg::PreAccept(result.map_err(failure("pre_accept"))));
-                });
+                self.graph(GraphJob::PreAccept(answer), me);
             }
             Command::Accept => {
                 let Some(answer) = self.answer.clone() else { return };
-                let graph = self.deps.graph.clone();
                 let opaque = self.connect.biz_opaque_callback_data.clone();
-                self.deps.media_rt.spawn(async move {
-                    let result = graph.accept(&answer, opaque.as_deref()).await;
-                    me.do_send(CallMsg::Accept(result.map_err(failure("accept"))));
-                });
+                self.graph(GraphJob::Accept(answer, opaque), me);
             }
             // A phone can answer before our WebRTC answer (and so the bridge) exists; the
             // media then waits here and is attached when the bridge arrives.
@@ -233,23 +236,48 @@ impl CallActor {
                     self.bridge_command(bridge, BridgeCommand::Hangup);
                 }
             }
-            Command::Reject | Command::Terminate => {
-                let graph = self.deps.graph.clone();
-                let (phone, call) = (self.number.phone_number_id.clone(), self.connect.call_id.clone());
-                let reject = cmd == Command::Reject;
-                self.deps.media_rt.spawn(async move {
-                    let result = if reject {
-                        graph.reject(&phone, &call).await
-                    } else {
-                        graph.terminate(&phone, &call).await
-                    };
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, %call, "Graph {} failed", if reject { "reject" } else { "terminate" });
-                    }
-                });
-            }
+            Command::Reject => self.graph(GraphJob::Reject, me),
+            Command::Terminate => self.graph(GraphJob::Terminate, me),
             Command::Finished(summary) => self.finish(summary, ctx),
         }
+    }
+
+    /// Queues a Graph request. A call's requests go out one after another, in the order the
+    /// machine asked for them: a `reject` must never overtake the `pre_accept` before it, or
+    /// Meta sees a pre_accept on a call that has ended.
+    fn graph(&mut self, job: GraphJob, me: Addr<CallActor>) {
+        let queue = self.graph_jobs.get_or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<GraphJob>();
+            let graph = self.deps.graph.clone();
+            let (phone, call) = (self.number.phone_number_id.clone(), self.connect.call_id.clone());
+            self.deps.media_rt.spawn(async move {
+                // Drains what was queued even after the call ended (its final reject/terminate).
+                while let Some(job) = rx.recv().await {
+                    match job {
+                        GraphJob::PreAccept(answer) => {
+                            let result = graph.pre_accept(&answer).await;
+                            me.do_send(CallMsg::PreAccept(result.map_err(failure("pre_accept"))));
+                        }
+                        GraphJob::Accept(answer, opaque) => {
+                            let result = graph.accept(&answer, opaque.as_deref()).await;
+                            me.do_send(CallMsg::Accept(result.map_err(failure("accept"))));
+                        }
+                        GraphJob::Reject => {
+                            if let Err(e) = graph.reject(&phone, &call).await {
+                                tracing::warn!(error = %e, %call, "Graph reject failed");
+                            }
+                        }
+                        GraphJob::Terminate => {
+                            if let Err(e) = graph.terminate(&phone, &call).await {
+                                tracing::warn!(error = %e, %call, "Graph terminate failed");
+                            }
+                        }
+                    }
+                }
+            });
+            tx
+        });
+        let _ = queue.send(job);
     }
 
     fn attach_phone(&mut self) {
