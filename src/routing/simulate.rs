@@ -101,10 +101,11 @@ fn ring_timeline(plan: &Dialplan, group: &GroupName, at: Timestamp, unavailable:
         lines.push(format!("skipped {} ({})", target_name(&s.target), skip_reason(s.reason)));
     }
     let mut rang: Vec<(usize, String, Duration)> = Vec::new();
-    // (start, line): legs end in any order, the timeline reads by start.
-    let mut spans: Vec<(Duration, String)> = Vec::new();
-    let span = |name: &str, from: Duration, until: Duration| {
-        (from, format!("{:>4} s  ring {name} until {} s", from.as_secs(), until.as_secs()))
+    // (start, leg, line): legs end in any order, the timeline reads by start, then in the
+    // order the members were rung.
+    let mut spans: Vec<(Duration, usize, String)> = Vec::new();
+    let span = |leg: usize, name: &str, from: Duration, until: Duration| {
+        (from, leg, format!("{:>4} s  ring {name} until {} s", from.as_secs(), until.as_secs()))
     };
     let mut now = t0;
     // A run always ends; the bound only guards against a bug turning into a hang.
@@ -114,17 +115,17 @@ fn ring_timeline(plan: &Dialplan, group: &GroupName, at: Timestamp, unavailable:
                 rang.push((leg.get(), target_name(&target), now - t0));
             }
             Output::Command(Command::Cancel { leg }) => {
-                if let Some((_, name, from)) = rang.iter().find(|(l, _, _)| *l == leg.get()) {
-                    spans.push(span(name, *from, now - t0));
+                if let Some((l, name, from)) = rang.iter().find(|(l, _, _)| *l == leg.get()) {
+                    spans.push(span(*l, name, *from, now - t0));
                 }
                 rang.retain(|(l, _, _)| *l != leg.get());
             }
             Output::Command(Command::Done(outcome)) => {
-                for (_, name, from) in rang.drain(..) {
-                    spans.push(span(&name, from, now - t0));
+                for (l, name, from) in rang.drain(..) {
+                    spans.push(span(l, &name, from, now - t0));
                 }
-                spans.sort_by_key(|(from, _)| *from);
-                lines.extend(spans.drain(..).map(|(_, line)| line));
+                spans.sort_by_key(|(from, leg, _)| (*from, *leg));
+                lines.extend(spans.drain(..).map(|(_, _, line)| line));
                 lines.push(format!("nobody answers: {} after {} s", outcome_text(&outcome), (now - t0).as_secs()));
                 break;
             }
