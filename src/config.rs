@@ -705,6 +705,12 @@ impl Settings {
         }
     }
 
+    /// How long a caller may ring before an answer: what calls enforce and `dialplan check`
+    /// holds routes to.
+    pub fn answer_window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.whatsapp.answer_window_seconds.into())
+    }
+
     /// The WhatsApp leg's sockets and candidates.
     pub fn webrtc_config(&self) -> WebRtcConfig {
         let w = &self.webrtc;

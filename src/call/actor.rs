@@ -8,7 +8,7 @@
 //! and sends events, nothing more.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +29,7 @@ use crate::routing::live::LivePlan;
 use crate::routing::presence::Presence;
 use crate::routing::ring::{AvailabilitySnapshot, GroupName, MemberTarget, RingGroup, RingRun};
 use crate::sip::SipStack;
-use crate::store::{CallDirection, CallRecord, CallbackRequest, LegAttempt, Store};
+use crate::store::{unix_ms, CallDirection, CallRecord, CallbackRequest, LegAttempt, Store};
 use crate::whatsapp::event::{CallConnect, Sdp};
 use crate::whatsapp::graph::{CallAnswer, GraphClient, GraphError};
 use crate::whatsapp::BusinessNumber;
@@ -122,9 +122,7 @@ impl CallActor {
     pub fn new(deps: Arc<CallDeps>, connect: CallConnect, number: BusinessNumber, on_end: Recipient<CallEnded>) -> CallActor {
         let now = Instant::now();
         // The same window `dialplan check` holds routes to.
-        let cfg = CallConfig {
-            answer_window: Duration::from_secs(deps.settings.whatsapp.answer_window_seconds.into()),
-        };
+        let cfg = CallConfig { answer_window: deps.settings.answer_window() };
         let plan = deps.plan.current();
         let facts = CallFacts {
             business_number: &number.display_number,
@@ -352,7 +350,7 @@ impl CallActor {
         let seed = rand::random();
         let run = self.deps.presence.with_memory(|memory| RingRun::start(&group, &snapshot, memory, now, seed));
         for s in run.skipped() {
-            tracing::info!(member = %ringing::target_text(&s.target), reason = ?s.reason, group = %group.name, "member skipped");
+            tracing::info!(member = %s.target, reason = ?s.reason, group = %group.name, "member skipped");
         }
         ring.start(run);
         self.drive_ring(ctx);
@@ -388,7 +386,7 @@ impl CallActor {
             RingNews::Quiet => return,
             RingNews::Ringing => Event::Ringing,
             RingNews::Answered { target, contact, media, stop } => {
-                tracing::info!(%contact, member = %ringing::target_text(&target), "phone answered");
+                tracing::info!(%contact, member = %target, "phone answered");
                 self.deps.presence.call_started(&target);
                 self.answered_target = Some(target);
                 self.answered_by = Some(contact);
@@ -437,7 +435,7 @@ impl CallActor {
             caller: self.connect.from.to_string(),
             caller_name: self.connect.caller_name.clone(),
             headers: self.invite_headers(),
-            ring_timeout: Duration::from_secs(self.deps.settings.whatsapp.answer_window_seconds.into()) + Duration::from_secs(30),
+            ring_timeout: self.deps.settings.answer_window() + Duration::from_secs(30),
         }
     }
 
@@ -485,8 +483,7 @@ impl CallActor {
     fn record(&self, s: &Summary) -> CallRecord {
         let wall = |t: Instant| -> u64 {
             let (i0, w0) = self.wall_start;
-            let at = if t >= i0 { w0 + (t - i0) } else { w0 - (i0 - t) };
-            at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+            unix_ms(if t >= i0 { w0 + (t - i0) } else { w0 - (i0 - t) })
         };
         let (outcome, reason) = outcome_text(s.outcome);
         let ended_by = match s.ended_by {

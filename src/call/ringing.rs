@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -18,7 +18,11 @@ use crate::media::bridge::PhoneMedia;
 use crate::routing::ring::{self, GroupName, LegIndex, MemberTarget, RingRun, SkipReason};
 use crate::sip::leg::{self, DialRequest, DialTarget, LegEnd, LegOutcome, Progress};
 use crate::sip::sdp::AudioOffer;
-use crate::store::LegAttempt;
+use crate::store::{unix_ms, LegAttempt};
+
+fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
 
 use super::actor::CallDeps;
 
@@ -89,7 +93,7 @@ impl GroupRing {
     pub fn start(&mut self, run: RingRun) {
         for s in run.skipped() {
             self.records.push(LegAttempt {
-                target: target_text(&s.target),
+                target: s.target.to_string(),
                 group: Some(self.group.to_string()),
                 rang: Vec::new(),
                 outcome: "skipped".into(),
@@ -132,12 +136,12 @@ impl GroupRing {
                 ring::Output::Command(ring::Command::Ring { leg, target }) => {
                     let (stop_tx, stop_rx) = oneshot::channel();
                     self.records.push(LegAttempt {
-                        target: target_text(&target),
+                        target: target.to_string(),
                         group: Some(self.group.to_string()),
                         rang: Vec::new(),
                         outcome: "no_answer".into(),
                         detail: None,
-                        invited_at: Some(unix_ms()),
+                        invited_at: Some(now_ms()),
                         ended_at: None,
                     });
                     let record = self.records.len() - 1;
@@ -151,7 +155,7 @@ impl GroupRing {
                         }
                         let r = &mut self.records[l.record];
                         if r.ended_at.is_none() {
-                            r.ended_at = Some(unix_ms());
+                            r.ended_at = Some(now_ms());
                             cancelled.push(l.record);
                         }
                     }
@@ -208,7 +212,7 @@ impl GroupRing {
                     // stop handle makes its task send BYE (the 200 was already ACKed).
                     tracing::info!(%contact, "a second answer ended with BYE");
                     record.outcome = "answered_late".into();
-                    record.ended_at = Some(unix_ms());
+                    record.ended_at = Some(now_ms());
                     l.stop.take();
                     return (false, RingNews::Quiet);
                 }
@@ -218,27 +222,27 @@ impl GroupRing {
             }
             LegNews::Busy => {
                 record.outcome = "busy".into();
-                record.ended_at = Some(unix_ms());
+                record.ended_at = Some(now_ms());
                 run.handle(now, ring::Event::Busy(leg));
                 (true, RingNews::Quiet)
             }
             LegNews::Rejected { code, detail } => {
                 record.outcome = "rejected".into();
                 record.detail = Some(detail);
-                record.ended_at = Some(unix_ms());
+                record.ended_at = Some(now_ms());
                 run.handle(now, ring::Event::Rejected(leg, code));
                 (true, RingNews::Quiet)
             }
             LegNews::Failed { detail } => {
                 record.outcome = "failed".into();
                 record.detail = Some(detail);
-                record.ended_at = Some(unix_ms());
+                record.ended_at = Some(now_ms());
                 run.handle(now, ring::Event::Failed(leg));
                 (true, RingNews::Quiet)
             }
             LegNews::HungUp => {
                 if self.winner == Some(leg) {
-                    record.ended_at = Some(unix_ms());
+                    record.ended_at = Some(now_ms());
                     (false, RingNews::HungUp)
                 } else {
                     (false, RingNews::Quiet)
@@ -251,7 +255,7 @@ impl GroupRing {
     pub fn answered_call_ended(&mut self) {
         if let Some(l) = self.winner.and_then(|w| self.legs.get(&w)) {
             let r = &mut self.records[l.record];
-            r.ended_at.get_or_insert_with(unix_ms);
+            r.ended_at.get_or_insert_with(now_ms);
         }
     }
 }
@@ -328,14 +332,6 @@ fn spawn_leg(deps: Arc<CallDeps>, dial: DialTemplate, ring: u32, leg: LegIndex, 
     });
 }
 
-pub fn target_text(t: &MemberTarget) -> String {
-    match t {
-        MemberTarget::User(u) => u.to_string(),
-        MemberTarget::Trunk { trunk, extension } => format!("{extension}@{trunk}"),
-        MemberTarget::Group(g) => format!("group:{g}"),
-    }
-}
-
 fn skip_text(r: SkipReason) -> &'static str {
     match r {
         SkipReason::NotRegistered => "not_registered",
@@ -360,8 +356,4 @@ pub fn ring_failure(outcome: &ring::Outcome) -> super::machine::RingFailure {
         ring::Outcome::NoneAvailable(skipped) if !skipped.is_empty() && skipped.iter().all(|s| s.reason == SkipReason::Busy) => F::Busy,
         ring::Outcome::NoAnswer | ring::Outcome::NoneAvailable(_) | ring::Outcome::CallerCancelled | ring::Outcome::Answered { .. } => F::NoAnswer,
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

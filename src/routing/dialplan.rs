@@ -39,7 +39,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::Settings;
-use crate::ids::{TrunkId, UserName};
 use crate::routing::ring::{self, GroupName, Member, MemberTarget, RingGroup, Strategy};
 use crate::routing::schedule::{CompiledSchedule, Schedule, ScheduleError};
 use crate::sip::leg::DialTarget;
@@ -316,7 +315,7 @@ pub fn load_dir(dir: &Path, options: &CheckOptions<'_>) -> Result<Dialplan, Vec<
 /// `whatsip dialplan check`: prints every problem (`file:line:col: what — fix`) to stderr and
 /// returns 2, or a line per route to stdout and returns 0.
 pub fn check_command(dir: &Path, settings: Option<&Settings>) -> u8 {
-    let answer_window = settings.map_or(DEFAULT_ANSWER_WINDOW, |s| Duration::from_secs(s.whatsapp.answer_window_seconds.into()));
+    let answer_window = settings.map_or(DEFAULT_ANSWER_WINDOW, Settings::answer_window);
     match load_dir(dir, &CheckOptions { answer_window, settings }) {
         Ok(plan) => {
             for line in plan.summary() {

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::dialplan::{implicit, load_dir, CheckOptions, Dialplan, PlanProblem};
 use crate::config::Settings;
+use crate::store::unix_ms;
 
 const POLL: Duration = Duration::from_secs(1);
 
@@ -155,8 +156,7 @@ impl LivePlan {
 }
 
 fn check(dir: &Path, settings: &Settings) -> Result<Dialplan, Vec<PlanProblem>> {
-    let answer_window = Duration::from_secs(settings.whatsapp.answer_window_seconds.into());
-    load_dir(dir, &CheckOptions { answer_window, settings: Some(settings) })
+    load_dir(dir, &CheckOptions { answer_window: settings.answer_window(), settings: Some(settings) })
 }
 
 /// Names, sizes and modification times of the folder's files and of those one folder down
@@ -180,9 +180,6 @@ fn collect(dir: &Path, descend: bool, out: &mut Vec<(PathBuf, u64, Option<System
     }
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{TrunkId, UserName};
+use crate::sip::leg::DialTarget;
 
 /// A ring group's name, as the dialplan names it; round-robin memory is kept per name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,6 +100,26 @@ pub enum MemberTarget {
     Trunk { trunk: TrunkId, extension: String },
     /// Another ring group; the caller flattens these before start (see the module docs).
     Group(GroupName),
+}
+
+/// As the dialplan writes it: `1001`, `2001@pbx`, `group:backup`.
+impl fmt::Display for MemberTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemberTarget::User(u) => write!(f, "{u}"),
+            MemberTarget::Trunk { trunk, extension } => write!(f, "{extension}@{trunk}"),
+            MemberTarget::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
+impl From<DialTarget> for MemberTarget {
+    fn from(t: DialTarget) -> MemberTarget {
+        match t {
+            DialTarget::User(user) => MemberTarget::User(user),
+            DialTarget::Trunk { trunk, extension } => MemberTarget::Trunk { trunk, extension },
+        }
+    }
 }
 
 /// What the caller knows about one target at start. For a trunk extension, `registered` means

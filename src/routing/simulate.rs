@@ -11,7 +11,7 @@ use jiff::Timestamp;
 
 use super::dialplan::{Action, Branches, CallFacts, Dialplan, Step};
 use super::ring::{
-    Availability, AvailabilitySnapshot, Command, GroupName, MemberTarget, Outcome, Output,
+    Availability, AvailabilitySnapshot, Command, GroupName, Outcome, Output,
     RingMemory, RingRun, SkipReason,
 };
 
@@ -30,7 +30,7 @@ pub struct SimulatedCall<'a> {
 /// has problems, which are printed as `dialplan check` prints them).
 pub fn simulate_command(dir: &std::path::Path, settings: Option<&crate::config::Settings>, call: &SimulatedCall<'_>) -> u8 {
     use super::dialplan::{load_dir, CheckOptions, DEFAULT_ANSWER_WINDOW};
-    let answer_window = settings.map_or(DEFAULT_ANSWER_WINDOW, |s| Duration::from_secs(s.whatsapp.answer_window_seconds.into()));
+    let answer_window = settings.map_or(DEFAULT_ANSWER_WINDOW, crate::config::Settings::answer_window);
     match load_dir(dir, &CheckOptions { answer_window, settings }) {
         Ok(plan) => {
             for line in simulate(&plan, call) {
@@ -86,7 +86,7 @@ fn ring_timeline(plan: &Dialplan, group: &GroupName, at: Timestamp, unavailable:
     };
     let mut snapshot = AvailabilitySnapshot::new();
     for m in &g.members {
-        let name = target_name(&m.target);
+        let name = m.target.to_string();
         let availability = Availability {
             dnd: unavailable.contains(name.as_str()),
             in_hours: plan.in_hours(group, &m.target, at),
@@ -98,7 +98,7 @@ fn ring_timeline(plan: &Dialplan, group: &GroupName, at: Timestamp, unavailable:
     let mut run = RingRun::start(&g, &snapshot, &mut RingMemory::new(), t0, 1);
     let mut lines = Vec::new();
     for s in run.skipped() {
-        lines.push(format!("skipped {} ({})", target_name(&s.target), skip_reason(s.reason)));
+        lines.push(format!("skipped {} ({})", s.target, skip_reason(s.reason)));
     }
     let mut rang: Vec<(usize, String, Duration)> = Vec::new();
     // (start, leg, line): legs end in any order, the timeline reads by start, then in the
@@ -112,7 +112,7 @@ fn ring_timeline(plan: &Dialplan, group: &GroupName, at: Timestamp, unavailable:
     for _ in 0..10_000 {
         match run.poll_output() {
             Output::Command(Command::Ring { leg, target }) => {
-                rang.push((leg.get(), target_name(&target), now - t0));
+                rang.push((leg.get(), target.to_string(), now - t0));
             }
             Output::Command(Command::Cancel { leg }) => {
                 if let Some((l, name, from)) = rang.iter().find(|(l, _, _)| *l == leg.get()) {
@@ -160,14 +160,6 @@ fn action(a: &Action) -> String {
     }
 }
 
-fn target_name(t: &MemberTarget) -> String {
-    match t {
-        MemberTarget::User(u) => u.to_string(),
-        MemberTarget::Trunk { trunk, extension } => format!("{extension}@{trunk}"),
-        MemberTarget::Group(g) => format!("group:{g}"),
-    }
-}
-
 fn skip_reason(r: SkipReason) -> &'static str {
     match r {
         SkipReason::NotRegistered => "not registered",
@@ -182,7 +174,7 @@ fn skip_reason(r: SkipReason) -> &'static str {
 
 fn outcome_text(o: &Outcome) -> String {
     match o {
-        Outcome::Answered { target, .. } => format!("answered by {}", target_name(target)),
+        Outcome::Answered { target, .. } => format!("answered by {target}"),
         Outcome::NoAnswer => "no answer".to_owned(),
         Outcome::Rejected { code } => format!("rejected ({code})"),
         Outcome::Busy => "busy".to_owned(),
@@ -236,7 +228,7 @@ mod tests {
             Step::Ring { group, .. } => group.clone(),
             other => panic!("{other:?}"),
         };
-        let first = target_name(&plan.ring_group(&group).unwrap().members[0].target);
+        let first = plan.ring_group(&group).unwrap().members[0].target.to_string();
         let lines = simulate(&plan, &SimulatedCall { facts: facts(&number, "15551234567"), at: at(), unavailable: vec![first.clone()] });
         let text = lines.join("\n");
         assert!(text.contains(&format!("skipped {first} (unavailable)")), "{text}");

@@ -91,6 +91,11 @@ impl CallRecord {
     }
 }
 
+/// Unix milliseconds, the unit of every time in a record (and in the admin API).
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 fn call_key(offered_at: u64, call_id: &CallId) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + call_id.as_str().len());
     key.extend_from_slice(&offered_at.to_be_bytes());

@@ -8,7 +8,7 @@
 mod calls;
 mod presence;
 
-pub use calls::{CallDirection, CallRecord, CallbackRequest, LegAttempt};
+pub use calls::{unix_ms, CallDirection, CallRecord, CallbackRequest, LegAttempt};
 pub use presence::PresenceRecord;
 
 use crate::ids::UserName;

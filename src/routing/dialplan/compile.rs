@@ -112,13 +112,13 @@ fn groups(c: &mut Checker<'_>, raw: Vec<(usize, RawGroup)>, schedules: &BTreeMap
             let start_after = start_after.map_or(Duration::ZERO, |s| seconds_or_zero(c, &at, "start_after", s));
             let Some(target) = member_target(c, &at, &target) else { continue };
             if lines.iter().any(|l| l.member.target == target) {
-                c.fail(&at, format!("member {} is listed twice in group {:?}", target_text(&target), name.as_str()), "list each member once");
+                c.fail(&at, format!("member {} is listed twice in group {:?}", target, name.as_str()), "list each member once");
             }
             let schedule = schedule.map(|s| s.trim().to_owned());
             if let Some(s) = schedule.as_deref().filter(|s| !schedules.contains_key(*s)) {
                 c.fail(
                     &value_of_key(c, &at, "schedule"),
-                    format!("group {:?}: member {} names schedule {s:?}, which is not defined (or did not compile)", name.as_str(), target_text(&target)),
+                    format!("group {:?}: member {} names schedule {s:?}, which is not defined (or did not compile)", name.as_str(), target),
                     "define it with [[schedule]] or fix the name",
                 );
             }
@@ -195,18 +195,7 @@ fn member_target(c: &mut Checker<'_>, at: &Loc, text: &str) -> Option<MemberTarg
             _ => {}
         }
     }
-    Some(match target {
-        DialTarget::User(u) => MemberTarget::User(UserName::new(u.as_str())),
-        DialTarget::Trunk { trunk, extension } => MemberTarget::Trunk { trunk: TrunkId::new(trunk.as_str()), extension },
-    })
-}
-
-fn target_text(t: &MemberTarget) -> String {
-    match t {
-        MemberTarget::User(u) => u.to_string(),
-        MemberTarget::Trunk { trunk, extension } => format!("{extension}@{trunk}"),
-        MemberTarget::Group(g) => format!("group:{g}"),
-    }
+    Some(target.into())
 }
 
 struct RouteDraft {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use super::{Action, Branches, Dialplan, Match, PlanGroup, Route, Step};
 use crate::config::Settings;
 use crate::routing::ring::{self, GroupName, Member, MemberTarget, RingGroup, Strategy};
-use crate::sip::leg::DialTarget;
 
 /// From validated settings (every number has a target that parses).
 pub fn from_targets(settings: &Settings) -> Dialplan {
@@ -18,10 +17,7 @@ pub fn from_targets(settings: &Settings) -> Dialplan {
     let mut groups = BTreeMap::new();
     for n in &settings.whatsapp.numbers {
         let Ok(target) = n.dial_target() else { continue };
-        let target = match target {
-            DialTarget::User(user) => MemberTarget::User(user),
-            DialTarget::Trunk { trunk, extension } => MemberTarget::Trunk { trunk, extension },
-        };
+        let target = MemberTarget::from(target);
         let name = GroupName::new(format!("number-{}", n.phone_number_id));
         let group = RingGroup {
             name: name.clone(),

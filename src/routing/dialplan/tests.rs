@@ -2,6 +2,7 @@
 //! line and column included. Instants are fixed UTC with the Berlin time beside them.
 
 use super::*;
+use crate::ids::UserName;
 
 fn plan_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
