@@ -220,7 +220,8 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
     let contact = Contact::new(NameAddr::uri(contact_uri));
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let (events_tx, mut events) = mpsc::channel(16);
+    let (events_tx, events) = mpsc::channel(16);
+    let mut events = LateAnswers(Some(events));
     let offer: Arc<str> = request.sdp_offer.clone().into();
     let headers: Arc<[(String, String)]> = request
         .headers
@@ -260,10 +261,7 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
                 cancel_tx.send_replace(true);
                 continue;
             }
-            _ = sleep_until(grace), if timed_out => {
-                tokio::spawn(drain_late_answers(events));
-                break;
-            }
+            _ = sleep_until(grace), if timed_out => break,
         };
         match event {
             Some(ForkEvent::Ringing(contact)) => {
@@ -274,7 +272,7 @@ pub async fn dial(stack: &SipStack, request: DialRequest, progress: Option<mpsc:
             Some(ForkEvent::Answered { session, response, contact }) => {
                 cancel_tx.send_replace(true);
                 // Late answers from the other forks are hung up by the drain task.
-                tokio::spawn(drain_late_answers(events));
+                drop(events);
                 return answered(*session, *response, contact, request.sdp_offer).await;
             }
             Some(ForkEvent::Ended(end)) => ends.push(end),
@@ -293,6 +291,30 @@ async fn answered(mut session: InviteSession, response: TsxResponse, contact: St
             tracing::warn!(error = %e, "answer unusable; hanging up");
             let _ = session.terminate().await;
             LegOutcome::Failed(DialError::BadAnswer(e))
+        }
+    }
+}
+
+/// The forks' reports, for as long as the dialer listens. When it stops — it returned, or its
+/// future was dropped because the caller gave up — whatever the forks still report is drained
+/// and every answer hung up: a 200 already queued would otherwise be dropped with the channel,
+/// leaving that phone off-hook. (Dropping the dialer also drops its cancel sender, which
+/// CANCELs the forks still ringing.)
+struct LateAnswers(Option<mpsc::Receiver<ForkEvent>>);
+
+impl LateAnswers {
+    async fn recv(&mut self) -> Option<ForkEvent> {
+        match &mut self.0 {
+            Some(events) => events.recv().await,
+            None => None,
+        }
+    }
+}
+
+impl Drop for LateAnswers {
+    fn drop(&mut self) {
+        if let (Some(events), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(drain_late_answers(events));
         }
     }
 }
