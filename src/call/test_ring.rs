@@ -95,7 +95,9 @@ pub struct RingReport {
     pub heard_dbfs: Option<f32>,
     pub dtmf_received: String,
     pub recording_wav_base64: Option<String>,
-    /// Contacts that reported ringing (180/183), in order.
+    /// Contacts that rang (180/183) or answered, in order. The answering one is listed even
+    /// without its 180: a phone may answer at once, and the SIP stack handles each datagram on
+    /// its own task, so a 180 sent just before the 200 can arrive after it.
     #[serde(default)]
     pub rang: Vec<String>,
 }
@@ -185,6 +187,9 @@ pub async fn run(sip: &SipStack, ports: &PortPool, request: RingRequest) -> Resu
                 return Ok(report);
             }
         };
+        if !report.rang.contains(&answered.contact) {
+            report.rang.push(answered.contact.clone());
+        }
         report.contact = Some(answered.contact.clone());
         report.codec = Some(answered.audio.codec.encoding_name().into());
         tracing::info!(contact = %answered.contact, codec = %answered.audio.codec.encoding_name(), remote = %answered.audio.remote_rtp, "answered");
