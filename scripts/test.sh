@@ -45,12 +45,13 @@ if [ ! -x .venv/bin/python ] || ! cat "${requirements[@]}" | cmp -s - .venv/.req
 fi
 
 # Two cores: integration tests each start a gateway and phones; run a few at a time.
-# Every test binary runs even when one fails, so one run shows every failure.
+# Every test binary runs even when one fails, so one run shows every failure. TEST_THREADS
+# changes how many run at once (not WHATSIP_*: the gateway reads those as settings).
 export RUST_BACKTRACE=1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --locked --no-fail-fast -- --test-threads="${WHATSIP_TEST_THREADS:-3}" "$@" 2>&1 | tee "$log"
+cargo test --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-3}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over every test binary.

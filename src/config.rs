@@ -457,6 +457,7 @@ impl Settings {
         }
         let env: config::Map<String, String> =
             env.into_iter().filter(|(k, _)| k.starts_with("WHATSIP_")).collect();
+        let env_names: Vec<String> = env.keys().cloned().collect();
         builder = builder.add_source(
             config::Environment::with_prefix("WHATSIP")
                 .prefix_separator("_")
@@ -469,7 +470,7 @@ impl Settings {
         let settings: Settings = builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(describe_config_error(file, e)))?;
+            .map_err(|e| ConfigError::Load(describe_config_error(file, &env_names, e)))?;
         settings.validate().map_err(ConfigError::Invalid)?;
         Ok(settings)
     }
@@ -765,10 +766,22 @@ fn graph_version_major(version: &str) -> Option<u32> {
 }
 
 /// The config crate names the key but words it for programmers; keep its words, add the file.
-fn describe_config_error(file: Option<&Path>, e: config::ConfigError) -> String {
-    match file {
-        Some(path) => format!("{}: {e}", path.display()),
-        None => e.to_string(),
+/// Names where a load error came from: the environment variable whose key it names, else the
+/// file. Blaming the file for a stray `WHATSIP_*` variable sends the admin to the wrong place.
+fn describe_config_error(file: Option<&Path>, env_names: &[String], e: config::ConfigError) -> String {
+    let text = e.to_string();
+    let from_env = env_names.iter().find(|name| {
+        let key = name["WHATSIP_".len()..].to_ascii_lowercase();
+        let last = key.rsplit("__").next().unwrap_or(&key);
+        text.contains(&format!("unknown field `{last}`")) || text.contains(&format!("key `{}`", key.replace("__", ".")))
+    });
+    match (from_env, file) {
+        (Some(name), _) if text.contains("unknown field") => format!(
+            "environment variable {name}: {text} (variables named WHATSIP_<SECTION>__<KEY> override settings: unset it or fix its name)"
+        ),
+        (Some(name), _) => format!("environment variable {name}: {text}"),
+        (None, Some(path)) => format!("{}: {text}", path.display()),
+        (None, None) => text,
     }
 }
 
@@ -949,6 +962,14 @@ mod tests {
 
         let err = load("", &[("WHATSIP_RTP__PORT_MIN", "lots")]).unwrap_err();
         assert!(err.to_string().contains("port_min"), "{err}");
+        assert!(err.to_string().contains(": environment variable WHATSIP_RTP__PORT_MIN: "), "{err}");
+
+        // A stray variable in the settings' namespace is named, not blamed on the file.
+        let err = load("", &[("WHATSIP_TEST_THREADS", "3")]).unwrap_err();
+        assert!(err.to_string().contains(": environment variable WHATSIP_TEST_THREADS: "), "{err}");
+        assert!(err.to_string().contains("test_threads"), "{err}");
+        let err = load("[sip]\nlisten_udpp = \"127.0.0.1:5060\"\n", &[("WHATSIP_SIP__DOMAIN", "example.org")]).unwrap_err();
+        assert!(!err.to_string().contains("environment variable"), "{err}");
     }
 
     #[test]
