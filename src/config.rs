@@ -432,6 +432,11 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
+/// `WHATSIP_*` variables the command line reads for itself (the config file's path, the admin
+/// API's address and token for client commands). They are not settings, and read as settings
+/// they would stop every command as unknown keys.
+pub const COMMAND_LINE_VARS: [&str; 3] = ["WHATSIP_CONFIG", "WHATSIP_API_URL", "WHATSIP_API_TOKEN"];
+
 impl Settings {
     /// Defaults, then `file` (if any), then `WHATSIP_*` variables; then [`Settings::validate`].
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -455,8 +460,10 @@ impl Settings {
                 config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
             );
         }
-        let env: config::Map<String, String> =
-            env.into_iter().filter(|(k, _)| k.starts_with("WHATSIP_")).collect();
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("WHATSIP_") && !COMMAND_LINE_VARS.contains(&k.as_str()))
+            .collect();
         let env_names: Vec<String> = env.keys().cloned().collect();
         builder = builder.add_source(
             config::Environment::with_prefix("WHATSIP")
@@ -968,6 +975,10 @@ mod tests {
         let err = load("", &[("WHATSIP_TEST_THREADS", "3")]).unwrap_err();
         assert!(err.to_string().contains(": environment variable WHATSIP_TEST_THREADS: "), "{err}");
         assert!(err.to_string().contains("test_threads"), "{err}");
+        // The command line's own variables are not settings.
+        let env: Vec<_> = COMMAND_LINE_VARS.iter().map(|name| (*name, "x")).collect();
+        load("", &env).unwrap();
+
         let err = load("[sip]\nlisten_udpp = \"127.0.0.1:5060\"\n", &[("WHATSIP_SIP__DOMAIN", "example.org")]).unwrap_err();
         assert!(!err.to_string().contains("environment variable"), "{err}");
     }

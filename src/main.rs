@@ -414,6 +414,30 @@ fn finish(result: anyhow::Result<bool>) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
+    /// Every variable a flag reads must be one the settings loader leaves alone, or setting it
+    /// would stop the command as an unknown setting.
+    #[test]
+    fn flag_variables_are_not_read_as_settings() {
+        fn walk(cmd: &clap::Command, found: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    found.push(env.to_string_lossy().into_owned());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, found);
+            }
+        }
+        let mut found = Vec::new();
+        walk(&super::Cli::command(), &mut found);
+        assert!(found.len() >= 3, "{found:?}");
+        for name in found {
+            assert!(whatsip::config::COMMAND_LINE_VARS.contains(&name.as_str()), "{name} is not in COMMAND_LINE_VARS");
+        }
+    }
+
     #[test]
     fn record_times_print_as_utc() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");

@@ -46,6 +46,28 @@ fn check_accepts_the_example_and_env_overrides_are_checked_too() {
 }
 
 #[test]
+fn the_command_lines_own_variables_are_not_settings_and_a_stray_one_is_named() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/whatsip.example.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_whatsip"))
+        .arg("check")
+        .env("WHATSIP_CONFIG", example)
+        .env("WHATSIP_API_URL", "http://127.0.0.1:9")
+        .env("WHATSIP_API_TOKEN", "secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_whatsip"))
+        .args(["check", "--config", example])
+        .env("WHATSIP_RING_TIMEOUT", "20")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("environment variable WHATSIP_RING_TIMEOUT: unknown field `ring_timeout`"), "{err}");
+}
+
+#[test]
 fn missing_config_file_is_an_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_whatsip")).args(["check", "--config", "/nonexistent/whatsip.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
