@@ -3,8 +3,9 @@
 //! phones. Checked: a primary that does not answer and a backup that joins after its delay and
 //! takes the call (audio both ways); simultaneous ringing where the first answer wins and the
 //! others stop; a member on a call skipped; an out-of-hours call that hears the announcement
-//! and is logged as missed with a callback request; and a broken edit of the running plan
-//! refused while calls keep routing by the old one. Meta's rules must hold throughout.
+//! and is logged as missed with a callback request; a queue that stops ringing by itself (480)
+//! taking the no-answer branch; and a broken edit of the running plan refused while calls keep
+//! routing by the old one. Meta's rules must hold throughout.
 
 mod common;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use common::audio::{assert_tone, make_tone_wav};
 use common::baresip::{AnswerMode, Baresip, BaresipOpts};
 use common::gateway::{Gateway, GatewayConfig};
+use common::sipp::Sipp;
 use whatsip::ids::{PhoneNumberId, WaId};
 use whatsip::media::tone::dominant_frequency;
 use whatsip::sandbox::{CallSpec, CallState, Sandbox, SandboxConfig, SandboxNumber};
@@ -269,6 +271,53 @@ async fn a_member_already_on_a_call_is_skipped() {
     assert!(record["answered_by"].as_str().unwrap().contains("1002"), "{record}");
     busy.stop().await.unwrap();
     free.stop().await.unwrap();
+}
+
+const QUEUE_OVERFLOW: &str = r#"
+[[group]]
+name = "queue"
+members = [{ target = "1003", ring_for = 12 }]
+
+[[group]]
+name = "desk"
+members = [{ target = "1001", ring_for = 12 }]
+
+[[route]]
+name = "queue-first"
+match = { number = "+15550100" }
+
+[[route.step]]
+ring = "queue"
+on_no_answer = "ring:desk"
+otherwise = "reject"
+"#;
+
+/// A PBX queue (sipp, registered as 1003) rings, then gives up by itself with 480 long before
+/// its `ring_for`: that is no answer, not a decline, so the call overflows to the desk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_stops_ringing_by_itself_takes_the_no_answer_branch() {
+    let s = setup(QUEUE_OVERFLOW).await;
+    let mut queue = Sipp::phone("uas_unavailable.xml", &s.gw.sip.to_string(), "1003", "secret1003", &[], WAIT).unwrap();
+    queue.wait_registered(WAIT).await.unwrap();
+    let mut desk = phone(&s, "1001", AnswerMode::Auto).await;
+
+    let call = s.sandbox.place_call(call_from("15551234567")).await.expect("call");
+    desk.wait_event("CALL_ESTABLISHED", WAIT).await.unwrap();
+    call.wait_for_state(CallState::Accepted, WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    call.hang_up().await.unwrap();
+    desk.wait_event("CALL_CLOSED", WAIT).await.unwrap();
+    queue.wait().await.unwrap().assert_success();
+    no_violations(&s);
+
+    let record = record_of(&s.gw, call.call_id().as_str()).await;
+    eprintln!("call record: {record}");
+    assert_eq!(record["outcome"].as_str(), Some("answered"), "{record}");
+    let gave_up = leg(&record, "1003");
+    assert_eq!(gave_up["outcome"].as_str(), Some("no_answer"), "{record}");
+    assert!(gave_up["detail"].as_str().unwrap_or("").contains("480"), "{record}");
+    assert!(record["answered_by"].as_str().unwrap().contains("1001"), "{record}");
+    desk.stop().await.unwrap();
 }
 
 /// Closed from yesterday to tomorrow (UTC), whatever the time the test runs.

@@ -84,7 +84,7 @@ pub struct GraphFailure {
 pub enum RingFailure {
     /// `on_busy`.
     Busy,
-    /// Declined with this SIP status (603, 480...): `on_reject`.
+    /// Declined with this SIP status (603, 404...): `on_reject`.
     Declined(u16),
     /// Rang out, or nobody could be rung: `on_no_answer`.
     NoAnswer,

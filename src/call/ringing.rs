@@ -39,6 +39,8 @@ pub enum LegNews {
     Ringing { contact: String },
     Answered { contact: String, media: PhoneMedia },
     Busy,
+    /// 408/480: the phone or PBX stopped ringing by itself.
+    NoAnswer { detail: String },
     Rejected { code: u16, detail: String },
     Failed { detail: String },
     /// The answered phone hung up (or its dialog ended).
@@ -226,6 +228,13 @@ impl GroupRing {
                 run.handle(now, ring::Event::Busy(leg));
                 (true, RingNews::Quiet)
             }
+            LegNews::NoAnswer { detail } => {
+                record.outcome = "no_answer".into();
+                record.detail = Some(detail);
+                record.ended_at = Some(now_ms());
+                run.handle(now, ring::Event::NoAnswer(leg));
+                (true, RingNews::Quiet)
+            }
             LegNews::Rejected { code, detail } => {
                 record.outcome = "rejected".into();
                 record.detail = Some(detail);
@@ -312,9 +321,9 @@ fn spawn_leg(deps: Arc<CallDeps>, dial: DialTemplate, ring: u32, leg: LegIndex, 
             LegOutcome::Answered(a) => a,
             LegOutcome::Busy => return send(LegNews::Busy),
             LegOutcome::Rejected { code, reason } => return send(LegNews::Rejected { code, detail: format!("{code} {reason}") }),
-            // 408/480 or the SIP layer's own timeout: the far side gave up ringing. The engine
-            // times members out itself, so this is the phone's or PBX's doing: a decline.
-            LegOutcome::NoAnswer => return send(LegNews::Rejected { code: 480, detail: "480 no answer (far side)".into() }),
+            // 408/480 (or the SIP layer's own timeout): the far side gave up ringing before the
+            // engine's own timer for this member did.
+            LegOutcome::NoAnswer => return send(LegNews::NoAnswer { detail: "stopped ringing by itself (408/480)".into() }),
             LegOutcome::Failed(e) => return send(LegNews::Failed { detail: e.to_string() }),
         };
         let audio = &answered.audio;

@@ -232,7 +232,11 @@ pub enum Event {
     Answered(LegIndex),
     /// 486 / 600: the SIP layer maps these here rather than to `Rejected`.
     Busy(LegIndex),
-    /// Any other final failure a human or PBX chose (603, 480, 404...).
+    /// The far side stopped ringing by itself: 408/480 (a PBX queue or a phone that timed out,
+    /// a phone set to do-not-disturb). Counts as ringing out, as Asterisk's Dial reads these
+    /// (NOANSWER), so a queue overflowing back to us takes `on_no_answer`.
+    NoAnswer(LegIndex),
+    /// Any other final failure a human or PBX chose (603, 404...).
     Rejected(LegIndex, u16),
     /// Transport error, timeout without any response, trunk down.
     Failed(LegIndex),
@@ -438,6 +442,7 @@ impl RingRun {
                 }
             }
             Event::Busy(leg) => self.leg_ended(leg, LegEnd::Busy, now),
+            Event::NoAnswer(leg) => self.leg_ended(leg, LegEnd::RangOut, now),
             Event::Rejected(leg, code) => self.leg_ended(leg, LegEnd::Rejected(code), now),
             Event::Failed(leg) => self.leg_ended(leg, LegEnd::Failed, now),
         }

@@ -196,6 +196,15 @@ fn every_leg_declining_reports_the_strongest_reason() {
     assert_eq!(d.on(E::Failed(leg(2))), [C::Done(Outcome::Unreachable)]);
 }
 
+#[test]
+fn a_far_side_that_stops_ringing_by_itself_counts_as_no_answer() {
+    let g = group(Strategy::Sequential, vec![member("queue", 30, 0), member("b", 10, 0)]);
+    let (mut d, _) = Driver::start(&g);
+    // The PBX queue gave up after 5 s (480): the next member's turn begins at once.
+    assert_eq!(d.at(5).on(E::NoAnswer(leg(0))), [ring(1, "b")]);
+    assert_eq!(d.at(6).on(E::Rejected(leg(1), 603)), [C::Done(Outcome::NoAnswer)]);
+}
+
 // ---- start delays: primary first, backups join ----
 
 #[test]
