@@ -38,13 +38,31 @@ pub struct LegReport {
 pub enum LegNews {
     Ringing { contact: String },
     Answered { contact: String, media: PhoneMedia },
+    /// The leg ended without an answer.
+    Unanswered(Unanswered),
+    /// The answered phone hung up (or its dialog ended).
+    HungUp,
+}
+
+#[derive(Debug)]
+pub enum Unanswered {
     Busy,
     /// 408/480: the phone or PBX stopped ringing by itself.
     NoAnswer { detail: String },
     Rejected { code: u16, detail: String },
     Failed { detail: String },
-    /// The answered phone hung up (or its dialog ended).
-    HungUp,
+}
+
+impl Unanswered {
+    /// The leg record's outcome and detail, and the engine's event.
+    fn parts(self, leg: LegIndex) -> (&'static str, Option<String>, ring::Event) {
+        match self {
+            Unanswered::Busy => ("busy", None, ring::Event::Busy(leg)),
+            Unanswered::NoAnswer { detail } => ("no_answer", Some(detail), ring::Event::NoAnswer(leg)),
+            Unanswered::Rejected { code, detail } => ("rejected", Some(detail), ring::Event::Rejected(leg, code)),
+            Unanswered::Failed { detail } => ("failed", Some(detail), ring::Event::Failed(leg)),
+        }
+    }
 }
 
 /// Where a leg task sends its reports (the call actor).
@@ -222,31 +240,14 @@ impl GroupRing {
                 run.handle(now, ring::Event::Answered(leg));
                 (true, RingNews::Quiet)
             }
-            LegNews::Busy => {
-                record.outcome = "busy".into();
+            LegNews::Unanswered(how) => {
+                let (outcome, detail, event) = how.parts(leg);
+                record.outcome = outcome.into();
+                if detail.is_some() {
+                    record.detail = detail;
+                }
                 record.ended_at = Some(now_ms());
-                run.handle(now, ring::Event::Busy(leg));
-                (true, RingNews::Quiet)
-            }
-            LegNews::NoAnswer { detail } => {
-                record.outcome = "no_answer".into();
-                record.detail = Some(detail);
-                record.ended_at = Some(now_ms());
-                run.handle(now, ring::Event::NoAnswer(leg));
-                (true, RingNews::Quiet)
-            }
-            LegNews::Rejected { code, detail } => {
-                record.outcome = "rejected".into();
-                record.detail = Some(detail);
-                record.ended_at = Some(now_ms());
-                run.handle(now, ring::Event::Rejected(leg, code));
-                (true, RingNews::Quiet)
-            }
-            LegNews::Failed { detail } => {
-                record.outcome = "failed".into();
-                record.detail = Some(detail);
-                record.ended_at = Some(now_ms());
-                run.handle(now, ring::Event::Failed(leg));
+                run.handle(now, event);
                 (true, RingNews::Quiet)
             }
             LegNews::HungUp => {
@@ -287,13 +288,13 @@ fn spawn_leg(deps: Arc<CallDeps>, dial: DialTemplate, ring: u32, leg: LegIndex, 
         let target = match target {
             MemberTarget::User(user) => DialTarget::User(user),
             MemberTarget::Trunk { trunk, extension } => DialTarget::Trunk { trunk, extension },
-            MemberTarget::Group(g) => return send(LegNews::Failed { detail: format!("nested group {g} reached the dialer") }),
+            MemberTarget::Group(g) => return send(LegNews::Unanswered(Unanswered::Failed { detail: format!("nested group {g} reached the dialer") })),
         };
         let settings = &deps.settings;
         let ip = settings.rtp.bind.parse().expect("validated");
         let (rtp, rtcp, port) = match deps.ports.bind_pair(ip).await {
             Ok(p) => p,
-            Err(e) => return send(LegNews::Failed { detail: format!("no RTP port: {e}") }),
+            Err(e) => return send(LegNews::Unanswered(Unanswered::Failed { detail: format!("no RTP port: {e}") })),
         };
         let offer = AudioOffer { session_id: rand::random::<u32>().into(), address: settings.rtp_public_ip(), port };
         let request = DialRequest {
@@ -319,12 +320,14 @@ fn spawn_leg(deps: Arc<CallDeps>, dial: DialTemplate, ring: u32, leg: LegIndex, 
         };
         let mut answered = match outcome {
             LegOutcome::Answered(a) => a,
-            LegOutcome::Busy => return send(LegNews::Busy),
-            LegOutcome::Rejected { code, reason } => return send(LegNews::Rejected { code, detail: format!("{code} {reason}") }),
+            LegOutcome::Busy => return send(LegNews::Unanswered(Unanswered::Busy)),
+            LegOutcome::Rejected { code, reason } => {
+                return send(LegNews::Unanswered(Unanswered::Rejected { code, detail: format!("{code} {reason}") }))
+            }
             // 408/480 (or the SIP layer's own timeout): the far side gave up ringing before the
             // engine's own timer for this member did.
-            LegOutcome::NoAnswer => return send(LegNews::NoAnswer { detail: "stopped ringing by itself (408/480)".into() }),
-            LegOutcome::Failed(e) => return send(LegNews::Failed { detail: e.to_string() }),
+            LegOutcome::NoAnswer => return send(LegNews::Unanswered(Unanswered::NoAnswer { detail: "stopped ringing by itself (408/480)".into() })),
+            LegOutcome::Failed(e) => return send(LegNews::Unanswered(Unanswered::Failed { detail: e.to_string() })),
         };
         let audio = &answered.audio;
         let media = PhoneMedia { rtp, rtcp, remote_rtp: audio.remote_rtp, remote_rtcp: audio.remote_rtcp, codec: audio.codec, dtmf_pt: audio.dtmf_pt };
