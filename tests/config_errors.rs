@@ -30,40 +30,32 @@ fn bad_values_exit_2_naming_key_value_reason() {
     assert!(err.contains("bad.toml"), "{err}");
 }
 
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/whatsip.example.toml");
+
+/// `whatsip ARGS` with `env` set: exit code and stderr.
+fn whatsip_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_whatsip")).args(args).envs(env.iter().copied()).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 #[test]
 fn check_accepts_the_example_and_env_overrides_are_checked_too() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/whatsip.example.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_whatsip")).args(["check", "--config", example]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, err) = whatsip_env(&["check", "--config", EXAMPLE], &[]);
+    assert_eq!(code, Some(0), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_whatsip"))
-        .args(["check", "--config", example])
-        .env("WHATSIP_API__LISTEN", "not-an-address")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("api.listen"));
+    let (code, err) = whatsip_env(&["check", "--config", EXAMPLE], &[("WHATSIP_API__LISTEN", "not-an-address")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("api.listen"), "{err}");
 }
 
 #[test]
 fn the_command_lines_own_variables_are_not_settings_and_a_stray_one_is_named() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/whatsip.example.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_whatsip"))
-        .arg("check")
-        .env("WHATSIP_CONFIG", example)
-        .env("WHATSIP_API_URL", "http://127.0.0.1:9")
-        .env("WHATSIP_API_TOKEN", "secret")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let own = [("WHATSIP_CONFIG", EXAMPLE), ("WHATSIP_API_URL", "http://127.0.0.1:9"), ("WHATSIP_API_TOKEN", "secret")];
+    let (code, err) = whatsip_env(&["check"], &own);
+    assert_eq!(code, Some(0), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_whatsip"))
-        .args(["check", "--config", example])
-        .env("WHATSIP_RING_TIMEOUT", "20")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = whatsip_env(&["check", "--config", EXAMPLE], &[("WHATSIP_RING_TIMEOUT", "20")]);
+    assert_eq!(code, Some(2));
     assert!(err.contains("environment variable WHATSIP_RING_TIMEOUT: unknown field `ring_timeout`"), "{err}");
 }
 
