@@ -772,9 +772,9 @@ fn graph_version_major(version: &str) -> Option<u32> {
     (digits(major) && digits(minor)).then(|| major.parse().ok()).flatten()
 }
 
-/// The config crate names the key but words it for programmers; keep its words, add the file.
-/// Names where a load error came from: the environment variable whose key it names, else the
-/// file. Blaming the file for a stray `WHATSIP_*` variable sends the admin to the wrong place.
+/// The config crate names the key but words it for programmers; keep its words and add where
+/// the error came from: the environment variable whose key it names, else the file. Blaming
+/// the file for a stray `WHATSIP_*` variable sends the admin to the wrong place.
 fn describe_config_error(file: Option<&Path>, env_names: &[String], e: config::ConfigError) -> String {
     let text = e.to_string();
     let from_env = env_names.iter().find(|name| {
