@@ -43,8 +43,8 @@ async fn ring_pbx_extension(transport: &str) {
     }
     assert_eq!(code, 0, "{stdout}{stderr}\n{}", gw.log_tail());
     assert!(stdout.contains("outcome: answered") && stdout.contains("2001@127.0.0.1"), "{stdout}");
-    assert!(stdout.contains("heard: 6"), "the PBX echoed our 600 Hz: {stdout}");
     let done = pbx.wait().await.unwrap();
+    assert!(stdout.contains("heard: 6"), "the PBX echoed our 600 Hz: {stdout}\nPBX side:\n{}\n{}", done.describe(), gw.log_tail());
     done.assert_success();
     assert!(done.messages_log.contains("Authorization: Digest username=\"whatsip\""), "{}", done.describe());
 }
