@@ -58,35 +58,11 @@ async fn a_phone_dials_star_78_and_star_79() {
     desk.stop().await.unwrap();
 }
 
-/// An INVITE to `target` from `from`, with `auth` as Proxy-Authorization.
-fn invite(from: &RawSip, target: &str, call_id: &str, auth: Option<&str>) -> String {
-    let auth = auth.map(|a| format!("Proxy-Authorization: {a}\r\n")).unwrap_or_default();
-    let sdp = "v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
-    format!(
-        "INVITE sip:{target}@{server} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK{b:x}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:1001@{server}>;tag={t:x}\r\n\
-         To: <sip:{target}@{server}>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:1001@{local}>\r\n\
-         {auth}\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {len}\r\n\r\n{sdp}",
-        server = from.server,
-        local = from.local,
-        b = rand_u64(),
-        t = rand_u64(),
-        len = sdp.len(),
-    )
-}
-
 /// Sends an unauthenticated INVITE to `target`, expects the 407, answers it as `user` with
 /// `password`, and returns the final response to that second INVITE.
 fn invite_with_digest(sip: &RawSip, target: &str, user: &str, password: &str) -> SipResponse {
     let call_id = format!("{:x}@test", rand_u64());
-    sip.send(&invite(sip, target, &call_id, None));
+    sip.send(&sip.invite_msg("1001", target, &call_id, None));
     let challenge = sip.recv_final(&call_id).expect("answer");
     assert_eq!(challenge.code, 407, "challenged, whatever the source address: {}", challenge.text);
     let header = challenge.header("Proxy-Authenticate")[0].clone();
@@ -95,7 +71,7 @@ fn invite_with_digest(sip: &RawSip, target: &str, user: &str, password: &str) ->
     let response = client_response(Algorithm::Md5, user, "whatsip", password, "INVITE", &uri, nonce, None);
     let auth = format!("Digest username=\"{user}\", realm=\"whatsip\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5");
     let call_id = format!("{:x}@test", rand_u64());
-    sip.send(&invite(sip, target, &call_id, Some(&auth)));
+    sip.send(&sip.invite_msg("1001", target, &call_id, Some(&auth)));
     sip.recv_final(&call_id).expect("answer")
 }
 
@@ -126,7 +102,7 @@ fn feature_codes_are_digest_authenticated_even_from_a_trusted_pbx_address() {
 
     // Other numbers from the trusted address are still taken on trust, as before.
     let call_id = format!("{:x}@test", rand_u64());
-    phone.send(&invite(&phone, "+447700900123", &call_id, None));
+    phone.send(&phone.invite_msg("1001", "+447700900123", &call_id, None));
     let r = phone.recv_final(&call_id).unwrap();
     assert!(r.text.starts_with("SIP/2.0 480 WhatsApp calling from phones is not enabled"), "{}", r.text);
 }

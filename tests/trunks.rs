@@ -78,29 +78,6 @@ async fn a_refused_registration_backs_off_and_says_why() {
     assert_eq!(state["retry_in"], 5, "{state}");
 }
 
-fn invite(from: &RawSip, call_id: &str, auth: Option<&str>) -> String {
-    let auth = auth.map(|a| format!("Proxy-Authorization: {a}\r\n")).unwrap_or_default();
-    let sdp = "v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
-    format!(
-        "INVITE sip:+447700900123@{server} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch=z9hG4bK{b:x}\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:2001@{local}>;tag={t:x}\r\n\
-         To: <sip:+447700900123@{server}>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:2001@{local}>\r\n\
-         {auth}\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {len}\r\n\r\n{sdp}",
-        server = from.server,
-        local = from.local,
-        b = common::sip_client::rand_u64(),
-        t = common::sip_client::rand_u64(),
-        len = sdp.len(),
-    )
-}
-
 #[test]
 fn invites_from_the_pbx_are_authenticated_by_source_or_digest() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +85,7 @@ fn invites_from_the_pbx_are_authenticated_by_source_or_digest() {
     cfg.extra = trunk_toml("trusted", 5999, "accept_inbound = true\ninbound_sources = [\"127.0.0.1\"]\n");
     let gw = Gateway::start(&cfg);
     let pbx = RawSip::new(gw.sip);
-    pbx.send(&invite(&pbx, "in-1", None));
+    pbx.send(&pbx.invite_msg("2001", "+447700900123", "in-1", None));
     let r = pbx.recv_final("in-1").unwrap();
     assert_eq!(r.code, 480, "trusted source is accepted, then told outbound calling is off: {}", r.text);
     drop(gw);
@@ -118,7 +95,7 @@ fn invites_from_the_pbx_are_authenticated_by_source_or_digest() {
     cfg.extra = trunk_toml("digest", 5999, "accept_inbound = true\ninbound_username = \"pbx-in\"\ninbound_password = \"pbx-in-secret\"\n");
     let gw = Gateway::start(&cfg);
     let pbx = RawSip::new(gw.sip);
-    pbx.send(&invite(&pbx, "in-2", None));
+    pbx.send(&pbx.invite_msg("2001", "+447700900123", "in-2", None));
     let r = pbx.recv_final("in-2").unwrap();
     assert_eq!(r.code, 407, "{}", r.text);
     let challenge = r.header("Proxy-Authenticate")[0].clone();
@@ -128,8 +105,8 @@ fn invites_from_the_pbx_are_authenticated_by_source_or_digest() {
         let resp = whatsip::sip::digest::client_response(whatsip::sip::digest::Algorithm::Md5, "pbx-in", "whatsip", password, "INVITE", &uri, nonce, None);
         format!("Digest username=\"pbx-in\", realm=\"whatsip\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5")
     };
-    pbx.send(&invite(&pbx, "in-3", Some(&answer("pbx-in-secret"))));
+    pbx.send(&pbx.invite_msg("2001", "+447700900123", "in-3", Some(&answer("pbx-in-secret"))));
     assert_eq!(pbx.recv_final("in-3").unwrap().code, 480);
-    pbx.send(&invite(&pbx, "in-4", Some(&answer("wrong"))));
+    pbx.send(&pbx.invite_msg("2001", "+447700900123", "in-4", Some(&answer("wrong"))));
     assert_eq!(pbx.recv_final("in-4").unwrap().code, 403);
 }

@@ -77,6 +77,31 @@ impl RawSip {
         )
     }
 
+    /// An INVITE from `user` (at this socket's address) to `target` at the server, with a PCMU
+    /// offer and `auth` as Proxy-Authorization.
+    pub fn invite_msg(&self, user: &str, target: &str, call_id: &str, auth: Option<&str>) -> String {
+        let auth = auth.map(|a| format!("Proxy-Authorization: {a}\r\n")).unwrap_or_default();
+        let sdp = "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        format!(
+            "INVITE sip:{target}@{server} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch:x}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{user}@{local}>;tag={tag:x}\r\n\
+             To: <sip:{target}@{server}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:{user}@{local}>\r\n\
+             {auth}\
+             Content-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{sdp}",
+            server = self.server,
+            local = self.local,
+            branch = rand_u64(),
+            tag = rand_u64(),
+            len = sdp.len(),
+        )
+    }
+
     /// REGISTER with digest auth (MD5 or SHA-256, whichever is offered first that we know).
     /// Returns the final response to the authenticated attempt.
     pub fn register(&self, user: &str, password: &str, expires: u32) -> Option<SipResponse> {
