@@ -32,11 +32,14 @@ pub async fn reload(req: HttpRequest, state: web::Data<ApiState>) -> HttpRespons
         Ok(r) => r,
         Err(e) => return HttpResponse::InternalServerError().json(ApiError { error: e.to_string() }),
     };
-    match result {
-        Ok(status) => HttpResponse::Ok().json(status),
-        Err(ReloadError::NoDialplan) => HttpResponse::Conflict().json(ApiError { error: ReloadError::NoDialplan.to_string() }),
-        Err(ReloadError::Invalid(problems)) => {
-            let error = format!("{} problem(s); the running plan stays", problems.len());
+    let refused = match result {
+        Ok(status) => return HttpResponse::Ok().json(status),
+        Err(e) => e,
+    };
+    let error = refused.to_string();
+    match refused {
+        ReloadError::NoDialplan => HttpResponse::Conflict().json(ApiError { error }),
+        ReloadError::Invalid(problems) => {
             let problems = problems.iter().map(ToString::to_string).collect();
             HttpResponse::UnprocessableEntity().json(ReloadRefused { error, problems })
         }
